@@ -23,6 +23,7 @@ from search_spaces.base import (
     SampleMode,
     SearchSpace,
     SpaceSummary,
+    TrainingRecipe,
 )
 from search_spaces.blocks import (
     BlockSpec,
@@ -65,6 +66,7 @@ class MBConvSpace(SearchSpace):
         num_classes: int | None = None,
         in_channels: int = 3,
         references: ReferenceBuilder | None = None,
+        default_training: TrainingRecipe | None = None,
     ) -> None:
         num_classes = config.num_classes if num_classes is None else num_classes
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
@@ -79,6 +81,8 @@ class MBConvSpace(SearchSpace):
         self.default_resolution = config.default_resolution
         self.arch_type = arch_type
         self._references = references
+        if default_training is not None:
+            self.default_training = default_training
         self._layout = MBConvLayout(config)
         self._gene_range = np.arange(self._layout.num_genes)
         self._build_luts()

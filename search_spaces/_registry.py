@@ -10,7 +10,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
-from search_spaces import bignas, ofa_mbv3
+from search_spaces import bignas, nasnet, ofa_mbv3, proxyless, single_path
 from search_spaces.base import SearchSpace
 
 
@@ -29,6 +29,9 @@ _SPACES = MappingProxyType(
     {
         ofa_mbv3.NAME: _Entry(ofa_mbv3.build, ofa_mbv3.PRESETS),
         bignas.NAME: _Entry(bignas.build, bignas.PRESETS),
+        proxyless.NAME: _Entry(proxyless.build, proxyless.PRESETS),
+        single_path.NAME: _Entry(single_path.build, single_path.PRESETS),
+        nasnet.NAME: _Entry(nasnet.build, nasnet.PRESETS),
     }
 )
 

@@ -67,6 +67,14 @@ class SpaceSummary(BaseModel):
     sources: list[str]
 
 
+class TrainingRecipe(NamedTuple):
+    """How a space's supernet is trained by default: names of ``nas.training`` schedules and
+    samplers (plain strings, so this module stays free of the trainer); a config overrides."""
+
+    schedule: str
+    sampler: str
+
+
 class SearchSpace(abc.ABC):
     """A family of subnets sharing one supernet's weights.
 
@@ -101,6 +109,8 @@ class SearchSpace(abc.ABC):
     resolutions: tuple[int, ...]
     default_resolution: int
     arch_type: type[BaseModel]
+    default_training: TrainingRecipe = TrainingRecipe("single_stage", "sandwich")
+    """BigNAS's single-stage sandwich unless a space says otherwise."""
 
     # --- archs -------------------------------------------------------------------------------
     @abc.abstractmethod

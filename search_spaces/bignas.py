@@ -22,6 +22,7 @@ from typing import Literal
 from search_spaces._mbconv_arch import MBConvArch
 from search_spaces._mbconv_config import MBConvConfig, StageSpec
 from search_spaces._mbconv_space import MBConvSpace
+from search_spaces.base import TrainingRecipe
 
 NAME = "bignas"
 PRESETS: tuple[str, ...] = ("tiny", "imagenet")
@@ -129,4 +130,5 @@ def build(preset: str, *, num_classes: int | None = None, in_channels: int = 3) 
         num_classes=num_classes,
         in_channels=in_channels,
         references=_references,
+        default_training=TrainingRecipe("single_stage", "sandwich"),
     )

@@ -27,6 +27,15 @@ class BlockSpec(NamedTuple):
     ``"mbconv"`` (1x1 expand -> BN -> act -> depthwise kxk -> BN -> act -> optional
     squeeze-excite -> 1x1 project -> BN, plus a residual when ``residual``), ``"pool"`` (global
     average pool) and ``"linear"``. ``input_size`` is the input's height (= width).
+
+    Cell-based spaces (NASNet) add pre-activation layers, where ``act`` comes *before* the
+    convs: ``"relu_conv_bn"`` (kxk conv -> BN), ``"relu_dil_conv_bn"`` (kxk conv with
+    dilation 2 -> BN), ``"relu_fac_conv_bn"`` (1xk conv strided along the width -> kx1 conv
+    strided along the height -> BN), ``"sep_conv_stack"`` (depthwise kxk -> pointwise -> BN,
+    twice, the first strided, ``act`` before each); ``"factorized_reduce"`` (``act``, then two
+    1x1/2 convs on grids offset by one pixel, each to half the outputs, concatenated -> BN);
+    ``"avg_pool"`` / ``"max_pool"`` (local kxk pooling with 'same' padding) and
+    ``"conv_valid"`` (a ``"conv"`` without padding).
     """
 
     op: str
@@ -120,6 +129,60 @@ def mbconv_cost(
     return macs, expand_params + dw_params + se_params + project_params
 
 
+def valid_conv_cost(
+    in_channels: Int, out_channels: Int, kernel: Int, stride: Int, input_size: Int, bn: bool
+) -> tuple[Int, Int]:
+    """(MACs, params) of a dense conv without padding (NASNet's ImageNet stem)."""
+    out_size = (input_size - kernel) // stride + 1
+    weights = in_channels * out_channels * kernel * kernel
+    return out_size * out_size * weights, weights + bn * 2 * out_channels
+
+
+def factorized_conv_cost(
+    in_channels: Int, out_channels: Int, kernel: Int, stride: Int, input_size: Int
+) -> tuple[Int, Int]:
+    """(MACs, params) of a 1xk conv (strided along the width), a kx1 conv, then BN."""
+    out_size = conv_output_size(input_size, kernel, stride)
+    first = in_channels * out_channels * kernel
+    second = out_channels * out_channels * kernel
+    macs = input_size * out_size * first + out_size * out_size * second
+    return macs, first + second + 2 * out_channels
+
+
+def separable_stack_cost(
+    in_channels: Int, out_channels: Int, kernel: Int, stride: Int, input_size: Int
+) -> tuple[Int, Int]:
+    """(MACs, params) of two (depthwise kxk, pointwise, BN) layers, the first strided."""
+    out_size = conv_output_size(input_size, kernel, stride)
+    first = in_channels * kernel * kernel + in_channels * out_channels
+    second = out_channels * kernel * kernel + out_channels * out_channels
+    return out_size * out_size * (first + second), first + second + 4 * out_channels
+
+
+def factorized_reduce_cost(in_channels: Int, out_channels: Int, input_size: Int) -> tuple[Int, Int]:
+    """(MACs, params) of two 1x1/2 convs (half the outputs each), concatenated, then BN."""
+    out_size = conv_output_size(input_size, 1, 2)
+    weights = in_channels * out_channels
+    return out_size * out_size * weights, weights + 2 * out_channels
+
+
+#: Every ``BlockSpec.op`` that ``block_cost`` knows.
+BLOCK_OPS = (
+    "conv",
+    "mbconv",
+    "linear",
+    "pool",
+    "conv_valid",
+    "relu_conv_bn",
+    "relu_dil_conv_bn",
+    "relu_fac_conv_bn",
+    "sep_conv_stack",
+    "factorized_reduce",
+    "avg_pool",
+    "max_pool",
+)
+
+
 def block_cost(spec: BlockSpec) -> tuple[Int, Int]:
     """(MACs, params) of one block spec (Python ints for a spec of Python ints)."""
     op = spec.op
@@ -146,6 +209,17 @@ def block_cost(spec: BlockSpec) -> tuple[Int, Int]:
         )
     if op == "linear":
         return linear_cost(spec.in_channels, spec.out_channels, spec.bias)
-    if op == "pool":
+    if op in ("pool", "avg_pool", "max_pool"):
         return 0, 0
-    raise ValueError(f"op must be one of ('conv', 'mbconv', 'linear', 'pool'), got {op!r}")
+    shape = (spec.in_channels, spec.out_channels, spec.kernel, spec.stride, spec.input_size)
+    if op in ("relu_conv_bn", "relu_dil_conv_bn"):  # dilation keeps the 'same' output size
+        return conv_cost(*shape, spec.bn, spec.bias)
+    if op == "conv_valid":
+        return valid_conv_cost(*shape, spec.bn)
+    if op == "relu_fac_conv_bn":
+        return factorized_conv_cost(*shape)
+    if op == "sep_conv_stack":
+        return separable_stack_cost(*shape)
+    if op == "factorized_reduce":
+        return factorized_reduce_cost(spec.in_channels, spec.out_channels, spec.input_size)
+    raise ValueError(f"op must be one of {BLOCK_OPS}, got {op!r}")

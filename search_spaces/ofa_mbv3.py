@@ -19,6 +19,7 @@ from typing import Literal
 from search_spaces._mbconv_arch import MBConvArch
 from search_spaces._mbconv_config import MBConvConfig, StageSpec, round_channels
 from search_spaces._mbconv_space import MBConvSpace
+from search_spaces.base import TrainingRecipe
 
 NAME = "ofa_mbv3"
 PRESETS: tuple[str, ...] = ("tiny", "imagenet", "imagenet_w12")
@@ -117,4 +118,5 @@ def build(preset: str, *, num_classes: int | None = None, in_channels: int = 3) 
         num_classes=num_classes,
         in_channels=in_channels,
         references=_references,
+        default_training=TrainingRecipe("progressive_shrinking", "sandwich"),
     )

@@ -14,6 +14,7 @@ from nas import __version__
 from service.commands._common import console
 from service.commands.data import data_app
 from service.commands.space import space_app
+from service.commands.train import train_command
 
 app = typer.Typer(
     name="nas",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(space_app, name="space")
+app.command("train")(train_command)
 
 
 def _version(value: bool) -> None:

@@ -36,6 +36,9 @@ SPACES = [(name, preset) for name in names() for preset in presets(name)]
 SPACE_IDS = [f"{name}-{preset}" for name, preset in SPACES]
 MODES = ["min", "max", "random"]
 ATOL = 1e-5
+#: Presets whose supernet is too big to build in CI (NASNet 6@4032: 1.9e9 one-shot weights,
+#: 7.8 GB). The same code builds their smaller presets; the analytic tests still cover them.
+NO_SUPERNET = {("nasnet", "imagenet_large")}
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +89,8 @@ def _randomise(net: nn.Module) -> None:
 
 @functools.cache
 def _supernet(name: str, preset: str) -> Supernet:
+    if (name, preset) in NO_SUPERNET:
+        pytest.skip(f"the {name}/{preset} supernet is too big for CI")
     torch.manual_seed(0)
     net = get(name, preset=preset).build_supernet()
     _randomise(net)
@@ -223,7 +228,8 @@ def test_reorder_channels_keeps_the_largest_subnet() -> None:
         moved = [
             not torch.equal(a, b) for a, b in zip(weights_before, net.parameters(), strict=True)
         ]
-        assert any(moved), "reorder_channels changed nothing"
+        if getattr(net, "shrinks_channels", True):  # side-by-side ops or cells shrink nothing
+            assert any(moved), "reorder_channels changed nothing"
 
 
 # --- complexity ------------------------------------------------------------------------------
@@ -234,7 +240,8 @@ def test_complexity_is_the_sum_of_block_costs(space: SearchSpace) -> None:
     costs = [block_cost(s) for s in specs]
     total = Complexity(int(sum(c[0] for c in costs)), int(sum(c[1] for c in costs)))
     assert space.complexity(arch) == total
-    assert len({s.key for s in specs if s.op == "mbconv"}) >= 1
+    searched = [s for s in specs if s.op not in ("conv", "conv_valid", "pool", "linear")]
+    assert len({s.key for s in searched}) >= 1
     assert hash(specs[0]) == hash(BlockSpec(**specs[0].to_dict()))
     assert specs[0].input_size == arch.resolution
 
@@ -266,13 +273,13 @@ def test_complexity_is_fast_enough_for_a_large_search() -> None:
     space = get("ofa_mbv3", preset="imagenet")
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(20_000)]
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: immune to other processes on a shared machine
     space.complexity_batch(archs)
-    batch_rate = len(archs) / (time.perf_counter() - start)
-    start = time.perf_counter()
+    batch_rate = len(archs) / (time.process_time() - start)
+    start = time.process_time()
     for arch in archs[:2000]:
         space.complexity(arch)
-    single_rate = 2000 / (time.perf_counter() - start)
+    single_rate = 2000 / (time.process_time() - start)
     assert batch_rate >= 20_000, f"complexity_batch: {batch_rate:.0f} archs/s"
     assert single_rate >= 2_000, f"complexity: {single_rate:.0f} archs/s"
 
@@ -325,10 +332,18 @@ def test_sampling_covers_every_choice(space: SearchSpace) -> None:
 def test_min_and_max_modes_pick_the_extreme_choices(space: SearchSpace) -> None:
     rng = np.random.default_rng(0)
     for mode, pick in (("min", min), ("max", max)):
-        data = space.sample(rng, mode).to_dict()  # type: ignore[arg-type]
-        for field, positions in space.choices().items():
-            values = data[field] if isinstance(data[field], list) else [data[field]]
-            assert values == [pick(allowed) for allowed in positions], (mode, field)
+        arch = space.sample(rng, mode)  # type: ignore[arg-type]
+        assert arch == space.reference_archs()[mode]
+        data = arch.to_dict()
+        extreme = {f: [pick(allowed) for allowed in p] for f, p in space.choices().items()}
+        values = {f: data[f] if isinstance(data[f], list) else [data[f]] for f in extreme}
+        if values != extreme:
+            # Only where the extreme network is not made of extreme choices (NASNet's cells);
+            # then it must be strictly smaller (larger) than the arch of extreme choices.
+            naive = {f: v if isinstance(data[f], list) else v[0] for f, v in extreme.items()}
+            got = space.complexity(arch).macs
+            other = space.complexity(space.arch_from_dict(naive)).macs
+            assert got < other if mode == "min" else got > other, (mode, got, other)
     with pytest.raises(ValueError, match="mode must be one of"):
         space.sample(rng, "median")  # type: ignore[arg-type]
 
@@ -395,32 +410,51 @@ def test_ids_are_equal_exactly_for_equal_networks(space: SearchSpace) -> None:
     assert len(set(ids)) > 150
 
 
-def _skippable_slot(choices: dict[str, list[list[int]]]) -> tuple[int, str, int]:
-    """(stage, field, slot): the last slot of a stage that can be skipped and has a choice."""
-    offset = 0  # kernel/expand slots are grouped by stage, max-depth slots each
-    for stage, depths in enumerate(choices["depth"]):
-        last = offset + max(depths) - 1
-        field = "kernel" if len(choices["kernel"][last]) > 1 else "expand"
-        if min(depths) < max(depths) and len(choices[field][last]) > 1:
-            return stage, field, last
-        offset += max(depths)
-    raise AssertionError("no skippable block with a choice")
+def _with(data: dict[str, Any], field: str, position: int, value: int) -> dict[str, Any]:
+    return {**data, field: [value if i == position else v for i, v in enumerate(data[field])]}
+
+
+def _single_changes(space: SearchSpace, data: dict[str, Any]) -> Iterator[tuple[str, int, int]]:
+    """Every (field, position, value) that changes one choice of the list fields of ``data``."""
+    for field, positions in space.choices().items():
+        if isinstance(data[field], list):
+            for position, allowed in enumerate(positions):
+                for value in allowed:
+                    if value != data[field][position]:
+                        yield field, position, value
+
+
+def _ignored_choice(space: SearchSpace) -> tuple[dict[str, Any], tuple[str, int, int]]:
+    """An arch (the smallest first) and a one-choice change its id ignores."""
+    starts = [("min", 0), ("max", 0), *(("random", salt) for salt in range(10))]
+    for mode, salt in starts:
+        data = _arch(space, mode, salt).to_dict()
+        arch_id = space.arch_from_dict(data).id
+        for change in _single_changes(space, data):
+            if space.arch_from_dict(_with(data, *change)).id == arch_id:
+                return data, change
+    raise AssertionError("no choice is ignored by the id")
 
 
 def test_ids_ignore_choices_in_skipped_blocks(space: SearchSpace) -> None:
-    choices = space.choices()
-    data = _arch(space, "min").to_dict()
-    stage, field, last = _skippable_slot(choices)
-    changed = {**data, field: list(data[field])}
-    changed[field][last] = choices[field][last][-1]
-    shallow, shallow_changed = space.arch_from_dict(data), space.arch_from_dict(changed)
+    """A choice that does not exist in the network (in a block elastic depth skips, a skipped
+    layer's kernel, the concat bit of a loose end) changes neither the id nor the encoding, and
+    some other single change (a deeper stage, a block reading the loose end) makes it count."""
+    data, inert = _ignored_choice(space)
+    shallow = space.arch_from_dict(data)
+    changed = _with(data, *inert)
+    shallow_changed = space.arch_from_dict(changed)
     assert shallow != shallow_changed and shallow.id == shallow_changed.id
     assert (space.encode(shallow) == space.encode(shallow_changed)).all()
-    deep_depths = list(data["depth"])
-    deep_depths[stage] = max(choices["depth"][stage])
-    deep = space.arch_from_dict({**data, "depth": deep_depths})
-    deep_changed = space.arch_from_dict({**changed, "depth": deep_depths})
-    assert deep.id != deep_changed.id != shallow.id
+    for deeper in _single_changes(space, data):
+        if deeper[:2] == inert[:2]:
+            continue
+        deep = space.arch_from_dict(_with(data, *deeper))
+        if deep.id != space.arch_from_dict(_with(changed, *deeper)).id:
+            assert deep.id != shallow.id
+            break
+    else:
+        raise AssertionError(f"{inert} never matters")
 
 
 def test_ids_differ_between_presets() -> None:
@@ -460,13 +494,16 @@ def test_invalid_choices_name_the_field_and_the_allowed_values(space: SearchSpac
 
 def test_invalid_shapes_and_keys_are_rejected(space: SearchSpace) -> None:
     data = _arch(space, "max").to_dict()
-    short = {**data, "kernel": data["kernel"][:-1]}
-    with pytest.raises(ValidationError, match=rf"kernel has {len(data['kernel']) - 1} entries"):
+    lists = [f for f in space.choices() if isinstance(data[f], list)]
+    field = "kernel" if "kernel" in lists else lists[0]
+    short = {**data, field: data[field][:-1]}
+    with pytest.raises(ValidationError, match=rf"{field} has {len(data[field]) - 1} entries"):
         space.arch_from_dict(short)
     with pytest.raises(ValidationError, match="colour"):
         space.arch_from_dict({**data, "colour": "red"})
-    with pytest.raises(ValidationError, match="depth"):
-        space.arch_from_dict({k: v for k, v in data.items() if k != "depth"})
+    missing = "depth" if "depth" in data else lists[-1]
+    with pytest.raises(ValidationError, match=missing):
+        space.arch_from_dict({k: v for k, v in data.items() if k != missing})
     other = "imagenet" if space.preset == "tiny" else "tiny"
     with pytest.raises(ValueError, match="not space="):
         space.arch_from_dict({**data, "preset": other})
