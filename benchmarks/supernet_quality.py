@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -65,11 +66,19 @@ def train_supernet(
     return trainer, time.perf_counter() - started
 
 
+def log(message: str) -> None:
+    """Progress on stderr, so that a long run shows where it is and the table stays clean."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def standalone_accuracy(
     space: Any, data: DatasetSplits, config: TrainingConfig, arch: Any
 ) -> float:
     """Train ``arch`` alone (its own fresh weights) with the same recipe and epochs."""
-    single = config.model_copy(update={"schedule": "single_stage", "phases": None})
+    # no per-epoch max/min evaluations: only the final accuracy of ``arch`` is used
+    single = config.model_copy(
+        update={"schedule": "single_stage", "phases": None, "eval_every": config.epochs}
+    )
     trainer = SupernetTrainer(space, data, single)
     trainer.sampler = FixedArchSampler(arch)
     trainer.fit()
@@ -123,11 +132,15 @@ def run_space(
     schedule = schedule or default_schedule
     config = TrainingConfig(epochs=epochs, schedule=schedule, sampler=sampler)
     trainer, seconds = train_supernet(space, data, config)
+    log(f"{name}: supernet ({schedule}, {sampler}) trained in {seconds:.0f} s")
     rng = np.random.default_rng(2024)
     archs = [space.sample(rng, "random") for _ in range(rank_archs)]
     biggest, smallest = space.sample(rng, "max"), space.sample(rng, "min")
     supernet_accs = [trainer.evaluate(a) for a in archs]
-    standalone_accs = [standalone_accuracy(space, data, config, a) for a in archs]
+    standalone_accs: list[float] = []
+    for i, arch in enumerate(archs):
+        standalone_accs.append(standalone_accuracy(space, data, config, arch))
+        log(f"{name}: standalone {i + 1}/{len(archs)}: {standalone_accs[-1]:.2f}%")
     tau = float(kendalltau(supernet_accs, standalone_accs).statistic)
     sampler_accs = {sampler: (seconds, trainer.evaluate(biggest), trainer.evaluate(smallest))}
     for other in samplers:
@@ -135,6 +148,7 @@ def run_space(
             continue
         variant = config.model_copy(update={"sampler": other})
         other_trainer, other_seconds = train_supernet(space, data, variant)
+        log(f"{name}: sampler {other} trained in {other_seconds:.0f} s")
         sampler_accs[other] = (
             other_seconds,
             other_trainer.evaluate(biggest),
