@@ -1,0 +1,392 @@
+"""Building a latency table on the device itself, resumably, and checking it against reality.
+
+``profile`` enumerates every distinct block of a space and preset at the chosen resolutions,
+measures each alone, measures at least 20 random whole subnets, fits the calibration, and
+writes the table as it goes: rerun it after an interruption and it continues where it
+stopped. ``validate`` measures fresh random subnets whole and compares them with the
+table's predictions and with a MACs-based proxy fitted on the same calibration networks.
+
+Blocks and networks are measured in small groups in interleaved rounds (``measure_many``), so
+load from other processes spreads over a group instead of landing on one figure. Every block
+figure is net of the runtime's per-call overhead (measured on a module that does nothing with
+the same input), because a network pays that cost once and not per block.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+import search_spaces
+from nas.hardware.device import Device
+from nas.hardware.fidelity import Fidelity, fidelity, fit_line
+from nas.hardware.modules import block_input, build_block
+from nas.hardware.predictor import LatencyPredictor, decomposition_of
+from nas.hardware.runtimes import Runtime, make_runtime
+from nas.hardware.table import (
+    MIN_CALIBRATION_SAMPLES,
+    Calibration,
+    CalibrationPoint,
+    LatencyEntry,
+    LatencyTable,
+    Statistic,
+    TableError,
+    now,
+    read_table,
+    write_table,
+)
+from nas.hardware.timing import Measurement, TimingPolicy, measure, measure_many
+from search_spaces import BlockSpec, SearchSpace
+
+#: ``progress(phase, done, total)``; phases are "blocks", "calibration" and "validation".
+Progress = Callable[[str, int, int], None]
+#: Runners measured together in interleaved rounds; the table is saved after each chunk.
+BLOCK_CHUNK = 24
+NETWORK_CHUNK = 10
+
+
+class ProfilePlan(BaseModel):
+    """What to measure and how hard; the CLI and the API build one of these."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    resolutions: list[int] | None = Field(
+        default=None, min_length=1, description="Default: every resolution of the preset."
+    )
+    statistic: Statistic = Field(
+        default="median",
+        description="'min' is steadier on a shared machine (noise only ever adds time).",
+    )
+    block_timing: TimingPolicy = TimingPolicy()
+    network_timing: TimingPolicy = TimingPolicy(budget_s=3.0)
+    calibration_samples: int = Field(default=30, ge=MIN_CALIBRATION_SAMPLES, le=10_000)
+    seed: int = Field(default=0, ge=0)
+    max_entries: int | None = Field(
+        default=None, ge=1, description="Measure at most this many new blocks in this run."
+    )
+    save_every_s: float = Field(default=5.0, gt=0.0)
+    drift_correction: bool = Field(
+        default=True, description="Scale figures by a reference module measured beside them."
+    )
+
+
+class _Nothing(nn.Module):
+    """Reads its input and returns one element: the runtime's fixed cost of a call."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1)[:1]
+
+
+class Profiler:
+    """Measures blocks and networks on one device (owns its runtime; one thread at a time).
+
+    With a drift reference (``use_reference``), every group also runs the space's smallest
+    subnet, and all figures are scaled by its minimum when the table was started over its
+    minimum now: a machine that runs 15% slower for a while (other tenants, heat, clocks) then
+    yields the figures it would have yielded at the start. A subnet of the space itself slows
+    down as the measured work does (framework dispatch and kernels alike); a synthetic kernel
+    would not.
+    """
+
+    def __init__(self, device: Device, runtime: Runtime | None = None) -> None:
+        self.device = device
+        self.runtime = runtime or make_runtime(device)
+        self._overhead: dict[tuple[int, ...], float] = {}
+        self.single_thread = device.accelerator == "cpu" and device.threads == 1
+        self.reference: Measurement | None = None
+        self._reference_run: Callable[[], object] | None = None
+
+    def use_reference(
+        self, space: SearchSpace, baseline: Measurement | None, policy: TimingPolicy
+    ) -> Measurement:
+        """Run the drift reference beside every group from now on; measure its baseline first
+        unless one is given (a resumed table keeps its own)."""
+        arch = space.reference_archs()["min"]
+        supernet = space.build_supernet().eval()
+        self._reference_run = self._network_run(space, supernet, arch)
+        if baseline is None:
+            baseline = measure(self._reference_run, policy, single_thread=self.single_thread)
+        self.reference = baseline
+        return baseline
+
+    def _measure(self, runs: list[Callable[[], object]], policy: TimingPolicy) -> list[Measurement]:
+        if self.reference is None or self._reference_run is None:
+            return measure_many(runs, policy, single_thread=self.single_thread)
+        *found, current = measure_many([*runs, self._reference_run], policy,
+                                       single_thread=self.single_thread)  # fmt: skip
+        factor = self.reference.min_ms / max(current.min_ms, 1e-9)  # the steadiest figure
+        return [m.scaled(factor) for m in found]
+
+    def call_overhead(self, example: torch.Tensor, policy: TimingPolicy) -> float:
+        shape = tuple(example.shape)
+        if shape not in self._overhead:
+            run = self.runtime.prepare(_Nothing(), example)
+            self._overhead[shape] = measure(run, policy, single_thread=self.single_thread).min_ms
+        return self._overhead[shape]
+
+    def measure_blocks(
+        self, specs: Sequence[BlockSpec], space: SearchSpace, policy: TimingPolicy
+    ) -> list[LatencyEntry]:
+        """Entries for ``specs``, measured in interleaved rounds (see ``measure_many``)."""
+        torch.manual_seed(0)
+        examples = [block_input(spec, self.device.batch_size) for spec in specs]
+        runs = [
+            self.runtime.prepare(build_block(spec, space), example)
+            for spec, example in zip(specs, examples, strict=True)
+        ]
+        raw = self._measure(runs, policy)
+        return [
+            LatencyEntry.of(spec, found, self.call_overhead(example, policy))
+            for spec, found, example in zip(specs, raw, examples, strict=True)
+        ]
+
+    def measure_networks(
+        self, space: SearchSpace, supernet: nn.Module, archs: Sequence[Any], policy: TimingPolicy
+    ) -> list[Measurement]:
+        """Whole extracted subnets of ``archs`` at their resolutions, interleaved."""
+        return self._measure([self._network_run(space, supernet, arch) for arch in archs], policy)
+
+    def _network_run(
+        self, space: SearchSpace, supernet: nn.Module, arch: Any
+    ) -> Callable[[], object]:
+        shape = (self.device.batch_size, space.in_channels, arch.resolution, arch.resolution)
+        example = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        net = space.extract(supernet, arch).eval()  # type: ignore[arg-type]
+        return self.runtime.prepare(net, example)
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def sample_archs(
+    space: SearchSpace, count: int, rng: np.random.Generator, resolutions: Sequence[int]
+) -> list[Any]:
+    """``count`` uniformly random archs, each at a resolution drawn from ``resolutions``."""
+    archs = []
+    for _ in range(count):
+        arch = space.sample(rng)
+        if arch.resolution not in resolutions:
+            resolution = int(rng.choice(np.asarray(resolutions)))
+            arch = space.arch_from_dict({**arch.to_dict(), "resolution": resolution})
+        archs.append(arch)
+    return archs
+
+
+def fit_calibration(points: Sequence[CalibrationPoint], statistic: Statistic) -> Calibration:
+    """Least-squares line from the table's block sums to measured whole-network latency."""
+    if len(points) < MIN_CALIBRATION_SAMPLES:
+        raise ValueError(
+            f"calibration needs at least {MIN_CALIBRATION_SAMPLES} networks, got {len(points)}"
+        )
+    sums = np.array([p.block_sum_ms for p in points])
+    measured = np.array([getattr(p.measured, f"{statistic}_ms") for p in points])
+    slope, intercept = fit_line(sums, measured)
+    if slope <= 0:
+        raise ValueError(
+            f"calibration slope {slope:.3g} <= 0: the block sums do not track the measured "
+            "networks (too noisy a machine, or too little time per measurement); quiet the "
+            "device and rerun with --recalibrate"
+        )
+    fitted = slope * sums + intercept
+    total = float(((measured - measured.mean()) ** 2).sum())
+    r2 = 1.0 - float(((measured - fitted) ** 2).sum()) / total if total > 0 else 1.0
+    mape = float(np.mean(np.abs(fitted - measured) / measured))
+    return Calibration(slope=slope, intercept_ms=intercept, samples=len(points), r2=r2, mape=mape)
+
+
+def _start(
+    space: SearchSpace, device: Device, plan: ProfilePlan, runtime: Runtime, expected: int
+) -> LatencyTable:
+    stamp = now()
+    return LatencyTable(
+        space=space.name,
+        preset=space.preset,
+        resolutions=sorted(plan.resolutions or space.resolutions),
+        device=device,
+        runtime=device.runtime,
+        statistic=plan.statistic,
+        block_timing=plan.block_timing,
+        network_timing=plan.network_timing,
+        software=runtime.versions(),
+        created_at=stamp,
+        updated_at=stamp,
+        expected_entries=expected,
+    )
+
+
+def _resume(
+    out: Path, fresh: LatencyTable, software: dict[str, str], *, resume: bool
+) -> LatencyTable:
+    if not resume or not out.exists():
+        return fresh
+    old = read_table(out)
+    for name in ("space", "preset", "resolutions", "device", "statistic"):
+        if getattr(old, name) != getattr(fresh, name):
+            raise TableError(
+                f"{out} holds a table with another {name} ({getattr(old, name)!r}, this run "
+                f"asks for {getattr(fresh, name)!r}); choose another --out or delete it"
+            )
+    changed = sorted(k for k in software if k != "platform" and old.software.get(k) != software[k])
+    if changed:
+        raise TableError(
+            f"{out} was measured with other software ({', '.join(changed)} differ); "
+            "entries measured with different versions cannot be mixed: delete it and start over"
+        )
+    return old
+
+
+def profile(
+    space: SearchSpace,
+    device: Device,
+    plan: ProfilePlan,
+    out: Path,
+    *,
+    progress: Progress | None = None,
+    runtime: Runtime | None = None,
+    resume: bool = True,
+    recalibrate: bool = False,
+) -> LatencyTable:
+    """Measure (or continue measuring) the table for ``space`` on ``device`` into ``out``.
+
+    ``recalibrate`` drops the whole-network measurements and fits the calibration anew (after
+    a calibration that failed, or once the device runs under its final conditions).
+    """
+    profiler = Profiler(device, runtime)
+    decomposition = decomposition_of(space)
+    blocks = decomposition.distinct_blocks(plan.resolutions)
+    fresh = _start(space, device, plan, profiler.runtime, len(blocks))
+    table = _resume(out, fresh, profiler.runtime.versions(), resume=resume)
+    if plan.drift_correction or table.reference is not None:
+        table.reference = profiler.use_reference(space, table.reference, table.block_timing)
+    if recalibrate:
+        table.calibration_points.clear()
+        table.calibration = None
+    report = progress or (lambda phase, done, total: None)
+    last_save = time.monotonic()
+
+    def save(force: bool = False) -> None:
+        nonlocal last_save
+        if force or time.monotonic() - last_save >= plan.save_every_s:
+            table.updated_at = now()
+            write_table(table, out)
+            last_save = time.monotonic()
+
+    try:
+        todo = [spec for spec in blocks if spec.key not in table.entries]
+        report("blocks", len(blocks) - len(todo), len(blocks))
+        if plan.max_entries is not None:
+            todo = todo[: plan.max_entries]
+        for chunk in chunks(todo, BLOCK_CHUNK):
+            for entry in profiler.measure_blocks(chunk, space, table.block_timing):
+                table.entries[entry.spec.to_spec().key] = entry
+            report("blocks", len(table.entries), len(blocks))
+            save()
+        if len(table.entries) == len(blocks):
+            _calibrate(space, profiler, table, plan, report, save)
+    finally:
+        save(force=True)
+    return table
+
+
+def _calibrate(
+    space: SearchSpace,
+    profiler: Profiler,
+    table: LatencyTable,
+    plan: ProfilePlan,
+    report: Progress,
+    save: Callable[[], None],
+) -> None:
+    if table.calibration is not None:
+        return
+    rng = np.random.default_rng(plan.seed)
+    archs = sample_archs(space, plan.calibration_samples, rng, table.resolutions)
+    predictor = LatencyPredictor(table, space, calibrated=False)
+    report("calibration", len(table.calibration_points), len(archs))
+    todo = archs[len(table.calibration_points) :]
+    supernet = space.build_supernet().eval() if todo else None
+    for chunk in chunks(todo, NETWORK_CHUNK):
+        assert supernet is not None
+        results = profiler.measure_networks(space, supernet, chunk, table.network_timing)
+        for arch, result in zip(chunk, results, strict=True):
+            point = CalibrationPoint(
+                arch=arch.to_dict(),
+                block_sum_ms=predictor.reference_sum(arch),
+                measured=result,
+                macs=space.complexity(arch).macs,
+            )
+            table.calibration_points.append(point)
+        report("calibration", len(table.calibration_points), len(archs))
+        save()
+    table.calibration = fit_calibration(table.calibration_points, table.statistic)
+
+
+class Validation(BaseModel):
+    """Predicted vs measured on fresh random subnets; the MACs proxy for comparison."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    table: Fidelity
+    macs_proxy: Fidelity
+    archs: list[dict[str, Any]]
+    predicted_ms: list[float]
+    measured_ms: list[float]
+    measurements: list[Measurement]
+    macs: list[int]
+
+
+def validate(
+    table: LatencyTable,
+    samples: int,
+    *,
+    seed: int = 1,
+    timing: TimingPolicy | None = None,
+    progress: Progress | None = None,
+    runtime: Runtime | None = None,
+) -> Validation:
+    """Measure ``samples`` random subnets whole on ``table.device`` and score the table.
+
+    The MACs proxy is a line from MACs to latency fitted on the table's own calibration
+    networks, so both predictors see the same measurements before being tested.
+    """
+    if samples < 2:
+        raise ValueError(f"samples must be >= 2, got {samples}")
+    space = search_spaces.get(table.space, preset=table.preset)
+    predictor = LatencyPredictor(table, space)
+    profiler = Profiler(table.device, runtime)
+    policy = timing or table.network_timing
+    if table.reference is not None:
+        profiler.use_reference(space, table.reference, policy)
+    archs = sample_archs(space, samples, np.random.default_rng(seed), table.resolutions)
+    predicted = predictor.predict(archs)
+    supernet = space.build_supernet().eval()
+    results: list[Measurement] = []
+    report = progress or (lambda phase, done, total: None)
+    for chunk in chunks(archs, NETWORK_CHUNK):
+        report("validation", len(results), samples)
+        results += profiler.measure_networks(space, supernet, chunk, policy)
+    measured = [getattr(result, f"{table.statistic}_ms") for result in results]
+    report("validation", samples, samples)
+    macs = space.complexity_batch(archs)[0]
+    points = table.calibration_points
+    slope, intercept = fit_line(
+        np.array([p.macs for p in points], dtype=np.float64),
+        np.array([getattr(p.measured, f"{table.statistic}_ms") for p in points]),
+    )
+    measured_array = np.array(measured)
+    return Validation(
+        table=fidelity(predicted, measured_array),
+        macs_proxy=fidelity(slope * macs.astype(np.float64) + intercept, measured_array),
+        archs=[arch.to_dict() for arch in archs],
+        predicted_ms=[float(v) for v in predicted],
+        measured_ms=measured,
+        measurements=results,
+        macs=[int(m) for m in macs],
+    )
