@@ -13,6 +13,8 @@ import typer
 from nas import __version__
 from service.commands._common import console
 from service.commands.data import data_app
+from service.commands.device import device_app
+from service.commands.search import search_command
 from service.commands.space import space_app
 from service.commands.train import train_command
 
@@ -24,7 +26,9 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(space_app, name="space")
+app.add_typer(device_app, name="device")
 app.command("train")(train_command)
+app.command("search")(search_command)
 
 
 def _version(value: bool) -> None:
