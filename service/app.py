@@ -1,4 +1,5 @@
-"""The FastAPI app factory: settings in, app out; the database engine lives in the lifespan."""
+"""The FastAPI app factory: settings in, app out; the database engine and the dispatcher (which
+runs queued jobs on Ray) live in the lifespan."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from nas import __version__
+from service.api.body_limit import BodyLimitMiddleware
 from service.api.main import api_router
 from service.db import create_db_engine, create_session_factory
+from service.dispatcher import Dispatcher
 from service.errors import install_error_handlers
 from service.settings import Settings
 
@@ -23,9 +26,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_db_engine(settings.database_url)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
+        dispatcher = None
+        if settings.dispatcher_enabled:
+            dispatcher = Dispatcher(settings, app.state.session_factory)
+            dispatcher.start()
+        app.state.dispatcher = dispatcher
         try:
             yield
         finally:
+            if dispatcher is not None:
+                dispatcher.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -34,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Hardware-aware neural architecture search as a service.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)

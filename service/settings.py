@@ -38,6 +38,37 @@ class Settings(BaseSettings):
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="JSON list of bearer tokens for mutating requests."
     )
+    reads_require_token: bool = Field(
+        default=False, description="Also require a token for reads under /api/v1."
+    )
+    max_request_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="Largest request body (a latency table upload is the largest).",
+    )
+    dispatcher_enabled: bool = Field(
+        default=True, description="Run queued jobs on Ray; off for an API-only process."
+    )
+    max_concurrent_jobs: int = Field(
+        default=1, ge=1, le=1024, description="Jobs this controller runs at once."
+    )
+    ray_num_cpus: int | None = Field(
+        default=None, ge=1, le=4096, description="CPUs of the local Ray; unset: all."
+    )
+    job_lease_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=3600.0,
+        description="A running job whose controller sent no heartbeat for this long is taken "
+        "over (resumed) by another controller.",
+    )
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Times a job is started (first run + resumptions) before it is failed.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

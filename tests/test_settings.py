@@ -9,7 +9,22 @@ from pydantic import ValidationError
 
 from service.settings import Settings
 
-NAMES = ("DATA_ROOT", "ARTIFACT_DIR", "DATABASE_URL", "RAY_ADDRESS", "API_TOKENS", "HOST", "PORT")
+NAMES = (
+    "DATA_ROOT",
+    "ARTIFACT_DIR",
+    "DATABASE_URL",
+    "RAY_ADDRESS",
+    "API_TOKENS",
+    "READS_REQUIRE_TOKEN",
+    "MAX_REQUEST_BYTES",
+    "DISPATCHER_ENABLED",
+    "MAX_CONCURRENT_JOBS",
+    "RAY_NUM_CPUS",
+    "JOB_LEASE_S",
+    "JOB_MAX_ATTEMPTS",
+    "HOST",
+    "PORT",
+)
 TOKEN = "t0ken-with-enough-characters"
 
 
@@ -36,7 +51,17 @@ def test_every_documented_name_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("NAS_API_TOKENS", f'["{TOKEN}"]')
     monkeypatch.setenv("NAS_HOST", "0.0.0.0")
     monkeypatch.setenv("NAS_PORT", "9000")
+    monkeypatch.setenv("NAS_READS_REQUIRE_TOKEN", "true")
+    monkeypatch.setenv("NAS_MAX_REQUEST_BYTES", "65536")
+    monkeypatch.setenv("NAS_DISPATCHER_ENABLED", "false")
+    monkeypatch.setenv("NAS_MAX_CONCURRENT_JOBS", "4")
+    monkeypatch.setenv("NAS_RAY_NUM_CPUS", "2")
+    monkeypatch.setenv("NAS_JOB_LEASE_S", "10")
+    monkeypatch.setenv("NAS_JOB_MAX_ATTEMPTS", "5")
     settings = Settings()
+    assert settings.reads_require_token and not settings.dispatcher_enabled
+    assert (settings.max_request_bytes, settings.max_concurrent_jobs) == (65536, 4)
+    assert (settings.ray_num_cpus, settings.job_lease_s, settings.job_max_attempts) == (2, 10, 5)
     assert settings.data_root == tmp_path / "d" and settings.artifact_dir == tmp_path / "a"
     assert settings.database_url.startswith("postgresql")
     assert settings.ray_address == "ray://head:10001"

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from service.dispatcher import Dispatcher
 from service.settings import Settings
+
+#: Ids are 32-bit in the database; a larger one is a 422, not a database error.
+MAX_ID = 2**31 - 1
 
 
 def get_settings(request: Request) -> Settings:
@@ -25,6 +29,15 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_dispatcher(request: Request) -> Dispatcher | None:
+    return getattr(request.app.state, "dispatcher", None)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+DispatcherDep = Annotated[Dispatcher | None, Depends(get_dispatcher)]
+
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
+Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Items to skip.")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import service.models  # noqa: F401  (registers every table on Base.metadata)
 from service.db import Base, create_db_engine
 
 config = context.config

@@ -1,4 +1,4 @@
-"""Response and request bodies of the REST API (pydantic), kept apart from database rows."""
+"""Bodies of ``GET /health``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,3 @@ class HealthPublic(BaseModel):
     database: Literal["ok", "unavailable", "outdated"]
     schema_revision: str | None
     expected_revision: str
-
-
-class ErrorPublic(BaseModel):
-    """Every error body: a message a person can act on, never a traceback."""
-
-    detail: str

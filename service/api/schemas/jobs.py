@@ -1,0 +1,140 @@
+"""Bodies of the job endpoints: the spec a client submits, and what it reads back."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+import search_spaces
+from nas.data import DatasetSpec
+from nas.hardware.device import NAME_PATTERN
+from nas.training.config import TrainingConfig
+from service.api.schemas.common import Line
+from service.models import JobState
+from workers.spec import SearchSettings, StageName
+
+DEFAULT_DEVICES = ["host-cpu-onnxruntime"]
+
+
+class JobCreate(BaseModel):
+    """A search job: which space, on which data, trained how, searched how, for which devices.
+
+    Checks that need the database or the data root (registered devices, ``dataset.root``) run
+    when the job is submitted (``service.store.jobs.create_job``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Line = Field(min_length=1, max_length=100, description="For people; not unique.")
+    space: str = Field(description="A registered search space (GET /api/v1/spaces).")
+    preset: str = Field(default="tiny", description="A preset of the space.")
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    devices: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_DEVICES),
+        min_length=1,
+        max_length=16,
+        description="Device names (GET /api/v1/devices): a Pareto front for each.",
+    )
+    num_workers: int = Field(
+        default=1, ge=1, le=64, description="Ray Train workers of the training stage."
+    )
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, space: str) -> str:
+        if space not in search_spaces.names():
+            raise ValueError(
+                f"unknown search space {space!r}; allowed values: {search_spaces.names()}"
+            )
+        return space
+
+    @field_validator("devices")
+    @classmethod
+    def _device_names(cls, devices: list[str]) -> list[str]:
+        for name in devices:
+            if not re.fullmatch(NAME_PATTERN, name):
+                raise ValueError(
+                    f"{name!r} is not a device name (lower-case letters, digits, '.', '_', '-')"
+                )
+        if len(set(devices)) != len(devices):
+            raise ValueError("each device may appear once")
+        return devices
+
+    @model_validator(mode="after")
+    def _preset_and_budgets(self) -> Self:
+        allowed = search_spaces.presets(self.space)
+        if self.preset not in allowed:
+            raise ValueError(
+                f"preset: {self.preset!r} is not a preset of {self.space!r}; "
+                f"allowed values: {allowed}"
+            )
+        extra = sorted(set(self.search.budgets) - set(self.devices))
+        if extra:
+            raise ValueError(
+                f"search.budgets: {extra} not in devices; allowed values: {self.devices}"
+            )
+        return self
+
+
+class StagePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: StageName
+    state: Literal["running", "interrupted", "succeeded", "failed", "cancelled"]
+    progress: float = Field(description="Percent of this stage.")
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class JobPublic(BaseModel):
+    """A job as clients see it (no lease internals)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    owner: str
+    space: str
+    preset: str
+    state: JobState
+    stage: StageName | None = Field(description="The stage running now, or the last one.")
+    progress: float = Field(description="Percent of the whole job.")
+    error: str | None
+    attempt: int = Field(description="1 on the first run; more after resumptions.")
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    stages: list[StagePublic]
+    spec: dict[str, Any] = Field(description="The submitted spec with every default filled.")
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int = Field(description="Jobs matching the filter, all pages together.")
+    limit: int
+    offset: int
+
+
+class JobEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: datetime
+    attempt: int
+    level: Literal["info", "warning", "error"]
+    kind: Literal["state", "stage", "log", "metrics", "artifact"]
+    stage: StageName | None
+    message: str
+    data: dict[str, Any] | None
+
+
+class JobLogsPublic(BaseModel):
+    data: list[JobEventPublic]
+    next_after: int = Field(description="Pass as ?after= to read only newer lines.")
