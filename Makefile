@@ -30,9 +30,9 @@ format: setup
 test: lint
 	$(VENV)/bin/pytest
 
+# A whole search on digits through the REST API: service, job, fronts, ONNX download + run.
 demo: setup
-	@echo "make demo arrives with the search pipeline (issue: the service); nothing to run yet."
-	@exit 1
+	$(VENV)/bin/nas demo
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
+from pydantic import ValidationError
+
 from service.server import serve
 
+
+def main() -> None:
+    """Serve; a bad NAS_* setting is one line naming it (no traceback) and exit code 2."""
+    from service.commands._common import validation_message
+
+    try:
+        serve()
+    except ValidationError as exc:
+        print(f"error: settings: {validation_message(exc)}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    serve()
+    main()

@@ -11,8 +11,10 @@ from typing import Annotated
 import typer
 
 from nas import __version__
+from service.commands import client
 from service.commands._common import console
 from service.commands.data import data_app
+from service.commands.demo import demo_command
 from service.commands.device import device_app
 from service.commands.search import search_command
 from service.commands.space import space_app
@@ -29,6 +31,14 @@ app.add_typer(space_app, name="space")
 app.add_typer(device_app, name="device")
 app.command("train")(train_command)
 app.command("search")(search_command)
+app.command("serve")(client.serve_command)
+app.command("submit")(client.submit_command)
+app.command("jobs")(client.jobs_command)
+app.command("watch")(client.watch_command)
+app.command("pareto")(client.pareto_command)
+app.command("specialize")(client.specialize_command)
+app.command("download")(client.download_command)
+app.command("demo")(demo_command)
 
 
 def _version(value: bool) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.models import TERMINAL_STATES
 from service.settings import Settings
-from service.store import leases
+from service.store import devices, leases
 from service.store.leases import OwnedJob
 from service.store.progress import record_events
 from workers.events import PollResult
@@ -196,7 +196,12 @@ class Dispatcher:
         if result.events:
             with self._sessions() as session:
                 seq = record_events(
-                    session, attempt.job_id, self.name, attempt.attempt, result.events
+                    session,
+                    attempt.job_id,
+                    self.name,
+                    attempt.attempt,
+                    result.events,
+                    artifact_dir=self.settings.artifact_dir,
                 )
             if seq is None:
                 self._forget(attempt)
@@ -305,6 +310,7 @@ class Dispatcher:
                 },
                 num_workers=owned.spec["num_workers"],
             )
+            self._write_tables(request)
             # One CPU for the actor when it trains itself; none when it only drives Ray
             # Train workers (which each take their own), so N workers fit on N CPUs.
             actor = job_actor_class().options(
@@ -316,7 +322,7 @@ class Dispatcher:
             )
             handle = actor.remote(request.model_dump(mode="json"))
             handle.start.remote()
-        except (ValidationError, KeyError, ValueError) as exc:
+        except (ValidationError, KeyError, ValueError, OSError) as exc:
             with self._sessions() as session:
                 leases.finish(
                     session,
@@ -331,6 +337,28 @@ class Dispatcher:
         log.info(
             "job %s attempt %s started as Ray actor %s", owned.id, owned.attempt, owned.ray_actor
         )
+
+    def _write_tables(self, request: JobRequest) -> None:
+        """Copy each registered device's latest table for the job's space and preset into
+        ``job_dir/tables/<device>.json``: the runner reads tables there, never the database."""
+        from nas.hardware import BUILTIN_NAMES, write_table
+        from workers.tables import JOB_TABLES_DIR
+
+        registered = [d for d in request.devices if d not in BUILTIN_NAMES]
+        if not registered:
+            return
+        with self._sessions() as session:
+            tables = {
+                name: devices.latest_table(session, name, request.space, request.preset)
+                for name in registered
+            }
+        for name, table in tables.items():
+            if table is None:
+                raise ValueError(
+                    f"devices: {name!r} has no latency table for {request.space}/"
+                    f"{request.preset} any more"
+                )
+            write_table(table, request.job_dir / JOB_TABLES_DIR / f"{name}.json")
 
     def _shutdown(self) -> None:
         if self._running:

@@ -3,6 +3,7 @@ report, and real jobs on a local Ray: success through the API, cancel, controlle
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from service.api.schemas.jobs import JobCreate
 from service.app import create_app
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
-from service.models import Artifact, Job, JobEvent, JobStage
+from service.models import Artifact, Job, JobEvent, JobStage, ParetoFront, Subnet
 from service.settings import Settings
 from service.store import jobs, leases
 from service.store.progress import record_events
@@ -38,6 +39,8 @@ SPEC: dict[str, Any] = {
         "warmup_epochs": 0,
         "bn_recalibration_batches": 2,
     },
+    "search": {"population": 8, "generations": 4, "evaluations": 10},
+    "devices": ["host-cpu-torch"],
 }
 
 
@@ -52,6 +55,24 @@ def _settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def host_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The host device's latency table for the jobs' space, profiled once for the module."""
+    from workers.tables import host_table
+
+    artifact_dir = tmp_path_factory.mktemp("shared") / "var"
+    host_table(artifact_dir, "host-cpu-torch", SPEC["space"], "tiny")
+    return artifact_dir / "tables"
+
+
+@pytest.fixture(autouse=True)
+def _profiled_once(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Jobs on Ray find the host table in their artifact directory instead of profiling it
+    again (``_settings`` puts the artifact directory at ``tmp_path / "var"``)."""
+    if "ray_cluster" in request.fixturenames:
+        shutil.copytree(request.getfixturevalue("host_tables"), tmp_path / "var" / "tables")
 
 
 @pytest.fixture
@@ -237,7 +258,7 @@ def ray_cluster() -> Iterator[Any]:
     ray.shutdown()
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+def _wait(what: str, check: Callable[[], Any], timeout: float = 400.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
@@ -260,7 +281,7 @@ def _epochs(client: TestClient, job_id: int) -> dict[int, int]:
     return {
         line["data"]["epoch"]: line["attempt"]
         for line in _logs(client, job_id)
-        if line["kind"] == "metrics"
+        if line["kind"] == "metrics" and line["stage"] == "training"
     }
 
 
@@ -296,18 +317,26 @@ def test_a_tiny_job_runs_to_success_through_the_api(
         logs = _logs(client, job_id)
     assert job["state"] == "succeeded", job["error"]
     assert job["progress"] == 100.0 and job["attempt"] == 1 and job["error"] is None
-    (stage,) = job["stages"]
-    assert stage["name"] == "training" and stage["state"] == "succeeded"
+    assert [stage["name"] for stage in job["stages"]] == list(STAGE_ORDER)
+    assert {stage["state"] for stage in job["stages"]} == {"succeeded"}
+    stage = job["stages"][0]
     assert job["started_at"] <= stage["started_at"] <= stage["finished_at"] <= job["finished_at"]
-    (epoch,) = [line for line in logs if line["kind"] == "metrics"]
+    (epoch,) = [line for line in logs if line["kind"] == "metrics" and line["stage"] == "training"]
     assert epoch["data"]["epoch"] == 1 and 0 <= epoch["data"]["max_val_acc"] <= 100
-    (artifact,) = [line for line in logs if line["kind"] == "artifact"]
+    (artifact,) = [
+        line for line in logs if line["kind"] == "artifact" and line["stage"] == "training"
+    ]
     checkpoint = settings.artifact_dir / artifact["data"]["path"]
     assert checkpoint == settings.artifact_dir / "jobs" / str(job_id) / "supernet" / "latest.pt"
     assert checkpoint.stat().st_size == artifact["data"]["size_bytes"]
     engine = create_db_engine(database_url)
     with create_session_factory(engine)() as session:
-        row = session.scalars(select(Artifact)).one()
+        row = session.scalars(select(Artifact).where(Artifact.kind == "supernet_checkpoint")).one()
+        # the searching stage's results were stored, and the exports linked to their subnet
+        front = session.scalars(select(ParetoFront)).one()
+        assert front.device == "host-cpu-torch" and session.scalar(select(func.count(Subnet.id)))
+        exports = session.scalars(select(Artifact).where(Artifact.kind == "onnx")).all()
+        assert exports and all(a.subnet_id is not None for a in exports)
     engine.dispose()
     assert row.kind == "supernet_checkpoint" and row.path == artifact["data"]["path"]
     import hashlib
@@ -382,8 +411,9 @@ def _restart_mid_job(
         assert second.get("/api/v1/jobs").json()["count"] == 1
     engine = create_db_engine(url)
     with create_session_factory(engine)() as session:
-        assert session.scalar(select(func.count()).select_from(JobStage)) == 1
-        assert session.scalar(select(func.count()).select_from(Artifact)) == 1
+        assert session.scalar(select(func.count()).select_from(JobStage)) == len(STAGE_ORDER)
+        checkpoints = select(Artifact).where(Artifact.kind == "supernet_checkpoint")
+        assert len(session.scalars(checkpoints).all()) == 1
     engine.dispose()
     return job, logs, epochs_recorded, settings
 

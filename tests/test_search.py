@@ -236,6 +236,47 @@ def test_infeasible_budget_is_refused_at_once_with_the_minimum() -> None:
     assert all(s.limits["macs"] <= smallest for s in result.subnets)
 
 
+class NoisyMinLatency(MacsAsLatency):
+    """A measured table's noise: the min subnet times 20% slower than its MACs say."""
+
+    def __init__(self) -> None:
+        self.min_key = SPACE.encode(SPACE.sample(np.random.default_rng(0), "min")).tobytes()
+
+    def predict(self, archs: Sequence[Any]) -> np.ndarray:
+        ms = super().predict(archs)
+        slow = [SPACE.encode(a).tobytes() == self.min_key for a in archs]
+        return np.where(slow, ms * 1.2, ms)
+
+
+def test_a_budget_the_min_subnet_misses_but_a_neighbour_meets_is_searched() -> None:
+    latency = LatencyObjective(NoisyMinLatency(), device="board")
+    floor = float(MacsAsLatency().predict([SPACE.sample(np.random.default_rng(0), "min")])[0])
+    budget = floor * 1.1  # below the min subnet's noisy 1.2x, above a near neighbour's MACs
+    problem = SearchProblem(
+        SPACE, [MacsObjective(SPACE, name="cost"), latency], [Constraint(latency, budget)]
+    )
+    assert latency.evaluate([problem.min_arch], SPACE.encode_batch([problem.min_arch]))[0] <= budget
+    result = make_strategy("random", max_evaluations=20).run(problem, seed=0)
+    assert result.front() and all(s.limits[latency.name] <= budget for s in result.front())
+    # below everything the probe finds, the refusal names the smallest value found
+    with pytest.raises(InfeasibleBudgetError, match="allowed values: >=") as caught:
+        SearchProblem(SPACE, [latency], [Constraint(latency, floor * 0.5)])
+    assert floor * 0.5 < caught.value.minimum <= floor * 1.2
+
+
+def test_budgets_each_reachable_but_not_together_are_refused_as_such() -> None:
+    macs = MacsObjective(SPACE)
+    smallest = SPACE.sample(np.random.default_rng(0), "min")
+    min_macs = float(SPACE.complexity_batch([smallest])[0][0])
+    latency = LatencyObjective(NoisyMinLatency(), device="board")
+    # only the min subnet has the fewest MACs, and it is the one subnet too slow for the budget
+    budgets = [Constraint(macs, min_macs), Constraint(latency, min_macs / 1e6 * 1.1)]
+    with pytest.raises(InfeasibleBudgetError, match="together with the other budgets"):
+        SearchProblem(SPACE, [macs], budgets)
+    for alone in budgets:
+        SearchProblem(SPACE, [macs], [alone])
+
+
 def test_bad_constraints_and_options_name_the_field() -> None:
     accuracy = PredictedObjective(make_predictor("ridge"))
     with pytest.raises(ValueError, match="objective: 'accuracy' is maximised"):

@@ -74,10 +74,28 @@ class ArtifactWritten(_Event):
     path: str = Field(description="POSIX path relative to NAS_ARTIFACT_DIR.")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0)
+    arch_id: str | None = Field(
+        default=None, max_length=128, description="The subnet an exported file holds."
+    )
+
+
+class ResultsWritten(_Event):
+    """The searching stage wrote the job's fronts and subnets (``workers.results.JobResults``);
+    the controller reads the file and stores them."""
+
+    type: Literal["results"] = "results"
+    stage: StageName
+    path: str = Field(description="POSIX path relative to NAS_ARTIFACT_DIR.")
 
 
 RunnerEvent = Annotated[
-    StageStarted | StageFinished | StageProgress | LogLine | Metrics | ArtifactWritten,
+    StageStarted
+    | StageFinished
+    | StageProgress
+    | LogLine
+    | Metrics
+    | ArtifactWritten
+    | ResultsWritten,
     Field(discriminator="type"),
 ]
 

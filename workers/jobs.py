@@ -34,6 +34,7 @@ from workers.events import (
     LogLine,
     Metrics,
     PollResult,
+    ResultsWritten,
     StageFinished,
     StageProgress,
     StageStarted,
@@ -124,18 +125,26 @@ class StageContext:
             handle.write(json.dumps(point) + "\n")
         self._events.add(Metrics, **point)
 
-    def artifact(self, kind: ArtifactKind, path: Path) -> None:
-        """Register a file this stage wrote under the artifact directory."""
+    def _relative(self, path: Path) -> str:
+        return path.resolve().relative_to(self.request.artifact_dir.resolve()).as_posix()
+
+    def artifact(self, kind: ArtifactKind, path: Path, *, arch_id: str | None = None) -> None:
+        """Register a file this stage wrote under the artifact directory (``arch_id``: the
+        subnet an exported file holds)."""
         path = path.resolve()
-        relative = path.relative_to(self.request.artifact_dir.resolve())
         self._events.add(
             ArtifactWritten,
             stage=self.stage,
             kind=kind,
-            path=relative.as_posix(),
+            path=self._relative(path),
             sha256=_sha256(path),
             size_bytes=path.stat().st_size,
+            arch_id=arch_id,
         )
+
+    def results(self, path: Path) -> None:
+        """Hand the controller the job's results file (``workers.results.JobResults``)."""
+        self._events.add(ResultsWritten, stage=self.stage, path=self._relative(path))
 
 
 def run_training(ctx: StageContext) -> None:
@@ -186,9 +195,20 @@ class Stage:
     run: Callable[[StageContext], None]
 
 
-#: The stages that exist today, in ``STAGE_ORDER``; the predictor, search and export stages
-#: are appended here as their code lands.
-STAGES: tuple[Stage, ...] = (Stage("training", 1.0, run_training),)
+def _stages() -> tuple[Stage, ...]:
+    from workers.stages import run_building_predictor, run_exporting, run_searching
+
+    # Weights: shares of a typical job's time (a tiny preset on a small dataset, 10 epochs).
+    return (
+        Stage("training", 0.70, run_training),
+        Stage("building_predictor", 0.10, run_building_predictor),
+        Stage("searching", 0.15, run_searching),
+        Stage("exporting", 0.05, run_exporting),
+    )
+
+
+#: Every stage of a job, in ``STAGE_ORDER``.
+STAGES: tuple[Stage, ...] = _stages()
 
 
 def replay_metrics(request: JobRequest, events: EventLog) -> None:

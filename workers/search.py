@@ -74,23 +74,33 @@ class SearchReport(BaseModel):
     fronts: list[DeviceFront]
 
 
+def latency_objective(space: Any, table: Any) -> Any:
+    """``latency:<device>`` from a device's table (``nas.hardware.LatencyTable``)."""
+    from nas.hardware import LatencyPredictor
+    from nas.search import LatencyObjective
+
+    return LatencyObjective(LatencyPredictor(table, space), device=table.device.name)
+
+
 def _latency_objectives(space: Any, job: SearchJob) -> list[Any]:
-    from nas.hardware import LatencyPredictor, read_table
-    from nas.search import Constraint, LatencyObjective, SearchProblem
+    from nas.hardware import read_table
+    from nas.search import Constraint, SearchProblem
 
     objectives = []
     for budget in job.devices:
-        table = read_table(budget.table)
-        latency = LatencyObjective(LatencyPredictor(table, space), device=table.device.name)
+        latency = latency_objective(space, read_table(budget.table))
         # refuse an infeasible budget before anything is measured
         SearchProblem(space, [latency], [Constraint(latency, budget.latency_ms)])
         objectives.append(latency)
     return objectives
 
 
-def _remembered(measure: Callable[[Sequence[Any]], np.ndarray]) -> Callable[..., np.ndarray]:
-    """Measure each network once across the per-device searches (by arch id)."""
-    known: dict[str, float] = {}
+def remembered(
+    measure: Callable[[Sequence[Any]], np.ndarray], known: dict[str, float] | None = None
+) -> Callable[..., np.ndarray]:
+    """Measure each network once across the per-device searches (by arch id); ``known``
+    holds values measured before (the accuracy dataset, on the same split)."""
+    known = {} if known is None else dict(known)
 
     def cached(archs: Sequence[Any]) -> np.ndarray:
         ids = [a.id for a in archs]
@@ -102,9 +112,12 @@ def _remembered(measure: Callable[[Sequence[Any]], np.ndarray]) -> Callable[...,
     return cached
 
 
-def _host_latency(space: Any, supernet: Any, table: Any) -> Callable[..., np.ndarray] | None:
+def host_latency(
+    space: Any, supernet: Any, table: Any, *, budget_s: float = 1.0
+) -> Callable[..., np.ndarray] | None:
     """Whole-network latency of archs, measured here, when the table is of a host device
-    (``host-cpu-torch``, ``host-cpu-onnxruntime``); ``None`` for devices elsewhere."""
+    (``host-cpu-torch``, ``host-cpu-onnxruntime``); ``None`` for devices elsewhere.
+    ``budget_s``: seconds of timed runs per network at most."""
     from nas.hardware import TimingPolicy, builtin_devices
     from nas.hardware.profile import Profiler
 
@@ -113,7 +126,7 @@ def _host_latency(space: Any, supernet: Any, table: Any) -> Callable[..., np.nda
     profiler = Profiler(table.device)
 
     def measure(archs: Sequence[Any]) -> np.ndarray:
-        found = profiler.measure_networks(space, supernet, archs, TimingPolicy(budget_s=1.0))
+        found = profiler.measure_networks(space, supernet, archs, TimingPolicy(budget_s=budget_s))
         return np.array([m.median_ms if table.statistic == "median" else m.min_ms for m in found])
 
     return measure
@@ -163,7 +176,7 @@ def run_search_job(
     fronts: list[tuple[Any, float, SearchResult]] = []
     with SubnetEvaluatorPool(accuracy_job, data_root=data_root) as pool:
         if linas:
-            accuracy: Any = MeasuredObjective(_remembered(pool.accuracies))
+            accuracy: Any = MeasuredObjective(remembered(pool.accuracies))
         else:
             records = pool.measure(choose_archs(accuracy_job), lambda d, t: report("dataset", d, t))
             dataset = AccuracyDataset(
@@ -190,7 +203,7 @@ def run_search_job(
     out = []
     for i, (latency, budget_ms, result) in enumerate(fronts):
         chosen = sorted(result.front(), key=lambda s: -s.values["accuracy"])[: job.verify]
-        timer = _host_latency(space, measure.supernet, latency.estimator.table)
+        timer = host_latency(space, measure.supernet, latency.estimator.table)
         verified = verify_subnets(
             space,
             chosen,

@@ -11,6 +11,7 @@ from nas.data.datasets import (
     DatasetSummary,
     SplitDataset,
     SplitSummary,
+    input_normalization,
     load_dataset,
     stratified_split,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "SplitDataset",
     "SplitSummary",
     "UnsafePickleError",
+    "input_normalization",
     "load_dataset",
     "random_crop_flip",
     "resize_batch",

@@ -29,6 +29,15 @@ _NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 _DEFAULT_NORMALIZATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
+def input_normalization(spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel ``(mean, std)`` the splits of ``spec`` normalise with: ``x = (pixels / 255 -
+    mean) / std``. Exported subnets record it, since their users must feed the same inputs."""
+    mean, std = _NORMALIZATION.get(spec.kind, _DEFAULT_NORMALIZATION)
+    if spec.channels == 1:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    return mean, std
+
+
 class SplitDataset(Dataset[tuple[torch.Tensor, int]]):
     """A subset of a source: normalised float CHW images, augmented only when asked."""
 
@@ -168,9 +177,7 @@ def load_dataset(spec: DatasetSpec, *, data_root: str | Path | None = None) -> D
             "val_fraction/holdout_fraction: leave at least one image in every split "
             f"(train {train_idx.size}, val {val_idx.size}, holdout {holdout_idx.size})"
         )
-    mean, std = _NORMALIZATION.get(spec.kind, _DEFAULT_NORMALIZATION)
-    if spec.channels == 1:
-        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    mean, std = input_normalization(spec)
 
     def split(source: ImageSource, indices: np.ndarray, augment: bool) -> SplitDataset:
         return SplitDataset(source, indices, mean=mean, std=std, augment=augment)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import abc
 import ctypes
-import io
 import platform
 import sys
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +19,7 @@ import torch
 from torch import nn
 
 from nas import __version__
+from nas.export.onnx import export_onnx
 from nas.hardware.device import Device
 
 Runner = Callable[[], object]
@@ -113,30 +112,6 @@ class TorchRuntime(Runtime):
         module, x = self._place(module, example)
         with torch.inference_mode():
             return module(x).float().cpu().numpy()
-
-
-def export_onnx(module: nn.Module, example: torch.Tensor) -> bytes:
-    """ONNX bytes of ``module`` (eval mode, float32, fixed input shape).
-
-    Uses torch's TorchScript-based exporter (``dynamo=False``): it needs no extra package on
-    the device (the torch.export-based one needs onnxscript) and exports a block in tens of
-    milliseconds rather than seconds, which matters for tables of hundreds of blocks.
-    """
-    module = module.eval().float()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(
-            module,
-            (example.float(),),
-            buffer,
-            dynamo=False,
-            input_names=["input"],
-            output_names=["output"],
-            opset_version=17,
-        )
-    return buffer.getvalue()
 
 
 class OnnxRuntime(Runtime):

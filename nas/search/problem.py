@@ -1,8 +1,10 @@
 """A search problem: a space, the objectives to optimise and the budgets to respect.
 
-Budgets are checked when the problem is made: a budget below what the space's smallest subnet
-costs can never be met, so it is refused at once (``InfeasibleBudgetError``, with the smallest
-reachable value) instead of letting a search sample forever.
+Budgets are checked when the problem is made: a budget that no subnet meets is refused at once
+(``InfeasibleBudgetError``, with the smallest value found) instead of letting a search sample
+forever. The space's min subnet decides for MACs and params; a measured latency table is noisy
+(a 5x5 block may time below its 3x3 sibling), so when the min subnet misses a budget the check
+also probes random subnets and the min subnet's near neighbours before refusing.
 """
 
 from __future__ import annotations
@@ -16,16 +18,23 @@ import numpy as np
 from nas.search.objectives import Direction, Objective
 from nas.search.operators import Operators, default_operators
 
+PROBE = 1024
+"""Subnets probed (half random, half near the min subnet) when the min subnet misses a budget."""
+
 
 class InfeasibleBudgetError(ValueError):
-    """A constraint that no subnet of the space can meet."""
+    """A constraint that no subnet of the space can meet (alone, or with the other budgets)."""
 
-    def __init__(self, constraint: Constraint, minimum: float) -> None:
+    def __init__(self, constraint: Constraint, minimum: float, *, jointly: bool = False) -> None:
         unit = constraint.objective.unit
+        where = (
+            "together with the other budgets; the subnet found closest to meeting them all needs"
+            if jointly
+            else f"the smallest the space reaches (its min subnet and {PROBE} probed subnets) is"
+        )
         super().__init__(
-            f"{constraint.objective.name}: budget {constraint.max_value:.6g} {unit} is below "
-            f"{minimum:.6g} {unit}, the smallest the space can reach (its min subnet); "
-            f"allowed values: >= {minimum:.6g}"
+            f"{constraint.objective.name}: budget {constraint.max_value:.6g} {unit} cannot be "
+            f"met; {where} {minimum:.6g} {unit}; allowed values: >= {minimum:.6g}"
         )
         self.constraint, self.minimum = constraint, minimum
 
@@ -142,16 +151,43 @@ class SearchProblem:
 
     @property
     def min_arch(self) -> Any:
-        """The space's smallest subnet: feasible under every budget this problem accepted."""
+        """A subnet every budget accepts: the space's min subnet, or the cheapest feasible probed
+        subnet where a latency table times the min subnet above a neighbour."""
         return self._min_arch
 
     def _check_budgets(self) -> None:
         if not self.constraints:
             return
-        candidates = self.candidates([self._min_arch])
+        base = self.candidates([self._min_arch])
+        if base.violation[0] == 0:
+            return
+        rng = np.random.default_rng(0)
+        half = PROBE // 2
+        zeros = np.zeros(half, dtype=np.int64)
+        near, near_genes = self.operators.offspring(
+            base.archs, base.genes, zeros, zeros, np.zeros(half, bool), 0.2, rng
+        )
+        far, far_genes = self.operators.sample(half, rng)
+        genes = (
+            None
+            if near_genes is None or far_genes is None
+            else np.concatenate([near_genes, far_genes])
+        )
+        probe = Candidates.concat([base, self.candidates([*near, *far], genes)])
+        feasible = np.flatnonzero(probe.violation == 0)
+        if len(feasible):
+            relative = probe.limits[feasible] / np.array([c.max_value for c in self.constraints])
+            self._min_arch = probe.archs[int(feasible[np.argmin(relative.sum(axis=1))])]
+            return
         for k, constraint in enumerate(self.constraints):
-            if candidates.limits[0, k] > constraint.max_value:
-                raise InfeasibleBudgetError(constraint, float(candidates.limits[0, k]))
+            smallest = float(probe.limits[:, k].min())
+            if smallest > constraint.max_value:
+                raise InfeasibleBudgetError(constraint, smallest)
+        # each budget alone is reachable, all of them at once are not
+        maxima = np.array([c.max_value for c in self.constraints])
+        best = int(np.argmin(probe.violation))
+        k = int(np.argmax(probe.limits[best] / maxima))
+        raise InfeasibleBudgetError(self.constraints[k], float(probe.limits[best, k]), jointly=True)
 
     def candidates(self, archs: Sequence[Any], genes: np.ndarray | None = None) -> Candidates:
         """Encode ``archs`` and evaluate the constraints on them (one batch call each)."""

@@ -6,12 +6,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from service.api.auth import require_read
-from service.api.routes import devices, health, jobs, spaces
+from service.api.routes import devices, health, jobs, results, spaces, specialize, subnets
 
 API_PREFIX = "/api/v1"
 
 v1_router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_read)])
 v1_router.include_router(jobs.router)
+v1_router.include_router(results.router)
+v1_router.include_router(specialize.router)
+v1_router.include_router(subnets.router)
 v1_router.include_router(devices.router)
 v1_router.include_router(spaces.router)
 

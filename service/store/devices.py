@@ -217,3 +217,15 @@ def get_table(session: Session, name: str, table_id: int) -> LatencyTable:
         get_device(session, name)  # says which is missing: the device or the table
         raise NotFoundError(f"device {name!r} has no latency table with id {table_id}")
     return table
+
+
+def latest_table(session: Session, name: str, space: str, preset: str) -> TableSpec | None:
+    """The newest revision of registered device ``name``'s table for ``space``/``preset``."""
+    row = session.scalars(
+        select(LatencyTable)
+        .join(Device)
+        .where(Device.name == name, LatencyTable.space == space, LatencyTable.preset == preset)
+        .order_by(LatencyTable.revision.desc())
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else TableSpec.model_validate(row.content)

@@ -8,21 +8,25 @@ recorded once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db import utcnow
-from service.models import Artifact, Job, JobEvent, JobStage
+from service.models import Artifact, Job, JobEvent, JobStage, Subnet
+from service.store.results import ingest_results
 from workers.events import (
     ArtifactWritten,
     LogLine,
     Metrics,
+    ResultsWritten,
     RunnerEvent,
     StageFinished,
     StageProgress,
     StageStarted,
 )
+from workers.results import read_results
 from workers.spec import STAGE_ORDER
 
 
@@ -101,6 +105,10 @@ def _record_artifact(session: Session, job: Job, event: ArtifactWritten) -> None
         session.add(artifact)
     artifact.kind, artifact.sha256, artifact.size_bytes = event.kind, event.sha256, event.size_bytes
     artifact.created_at = event.at
+    if event.arch_id is not None:  # an exported subnet: link it to the subnet's row
+        artifact.subnet_id = session.scalars(
+            select(Subnet.id).where(Subnet.job_id == job.id, Subnet.arch_id == event.arch_id)
+        ).one_or_none()
     session.add(
         JobEvent(
             job_id=job.id,
@@ -108,17 +116,63 @@ def _record_artifact(session: Session, job: Job, event: ArtifactWritten) -> None
             kind="artifact",
             stage=event.stage,
             message=f"{event.kind} written: {event.path} ({event.size_bytes} bytes)",
-            data={"path": event.path, "sha256": event.sha256, "size_bytes": event.size_bytes},
+            data={
+                "path": event.path,
+                "sha256": event.sha256,
+                "size_bytes": event.size_bytes,
+                **({"arch_id": event.arch_id} if event.arch_id is not None else {}),
+            },
+        )
+    )
+
+
+def _record_results(
+    session: Session, job: Job, event: ResultsWritten, artifact_dir: Path | None
+) -> None:
+    """Store the fronts and subnets of the file the searching stage announced; a file that
+    cannot be read is logged as an error (the job's other records still count)."""
+    if artifact_dir is None:
+        raise ValueError("artifact_dir: required to record a results event")
+    root = artifact_dir.resolve()
+    path = (root / event.path).resolve()
+    try:
+        if not path.is_relative_to(root):
+            raise ValueError(f"{event.path}: outside the artifact directory")
+        results = read_results(path)
+    except ValueError as exc:
+        level, message = "error", f"results could not be recorded: {exc}"
+    else:
+        ingest_results(session, job.id, results)
+        level = "info"
+        message = (
+            f"results recorded: {len(results.subnets)} subnets on {len(results.fronts)} fronts"
+        )
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            attempt=job.attempt,
+            kind="log",
+            level=level,
+            stage=event.stage,
+            message=message,
+            data={"path": event.path},
+            created_at=event.at,
         )
     )
 
 
 def record_events(
-    session: Session, job_id: int, owner: str, attempt: int, events: Sequence[RunnerEvent]
+    session: Session,
+    job_id: int,
+    owner: str,
+    attempt: int,
+    events: Sequence[RunnerEvent],
+    *,
+    artifact_dir: Path | None = None,
 ) -> int | None:
     """Apply the events of ``attempt`` that are newer than the job's ``event_seq``; returns the
     new ``event_seq``, or None if the job is no longer ``owner``'s attempt (then nothing is
-    written)."""
+    written). ``artifact_dir`` (NAS_ARTIFACT_DIR) is where results files are read from."""
     with session.begin():
         job = session.scalars(
             select(Job)
@@ -141,6 +195,8 @@ def record_events(
                 _record_metrics(session, job, event)
             elif isinstance(event, ArtifactWritten):
                 _record_artifact(session, job, event)
+            elif isinstance(event, ResultsWritten):
+                _record_results(session, job, event, artifact_dir)
             elif isinstance(event, LogLine):
                 session.add(
                     JobEvent(

@@ -5,5 +5,26 @@ from __future__ import annotations
 
 from service.api.schemas.common import ErrorPublic, FieldError, ValidationErrorPublic
 from service.api.schemas.health import HealthPublic
+from service.api.schemas.results import (
+    FrontPublic,
+    FrontsPublic,
+    SpecializeCreate,
+    SpecializePublic,
+    SubnetDetailPublic,
+    SubnetPublic,
+    SubnetsPublic,
+)
 
-__all__ = ["ErrorPublic", "FieldError", "HealthPublic", "ValidationErrorPublic"]
+__all__ = [
+    "ErrorPublic",
+    "FieldError",
+    "FrontPublic",
+    "FrontsPublic",
+    "HealthPublic",
+    "SpecializeCreate",
+    "SpecializePublic",
+    "SubnetDetailPublic",
+    "SubnetPublic",
+    "SubnetsPublic",
+    "ValidationErrorPublic",
+]

@@ -1,0 +1,177 @@
+"""Bodies of the result endpoints: Pareto fronts, subnets, specialisation and downloads.
+
+Three kinds of model, kept apart: ``SpecializeCreate`` is what a client sends, ``SubnetRecord``
+is a subnet on its way into the tables (from a specialisation), and the ``...Public`` models
+are what clients read back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, NamedTuple, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nas.export.formats import FORMATS, MEDIA_TYPES, SUFFIXES, ExportFormat
+from nas.hardware.device import NAME_PATTERN
+
+DownloadFormat = ExportFormat
+SortKey = Literal["accuracy", "macs", "params", "latency"]
+SortOrder = Literal["asc", "desc"]
+
+
+class FormatInfo(NamedTuple):
+    """How one download format is stored (``artifacts.kind``) and served."""
+
+    kind: str
+    suffix: str
+    media_type: str
+
+
+#: ``artifacts.kind`` of each format, as the exporting stage records them
+#: (``workers.stages.EXPORT_KINDS``, which imports torch: the API must not to stream a file).
+_KINDS: dict[ExportFormat, str] = {
+    "onnx": "onnx",
+    "torchscript": "torchscript",
+    "pytorch": "pytorch_zip",
+}
+DOWNLOAD_FORMATS: dict[DownloadFormat, FormatInfo] = {
+    fmt: FormatInfo(_KINDS[fmt], SUFFIXES[fmt], MEDIA_TYPES[fmt]) for fmt in FORMATS
+}
+FORMAT_OF_KIND: dict[str, DownloadFormat] = {
+    info.kind: name for name, info in DOWNLOAD_FORMATS.items()
+}
+
+
+# --- in ----------------------------------------------------------------------------------------
+
+
+class SpecializeCreate(BaseModel):
+    """Find the most accurate subnet of a finished job for a device under one budget."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: str = Field(
+        pattern=NAME_PATTERN,
+        description="A built-in or registered device (GET /api/v1/devices); any device, not "
+        "only the job's.",
+    )
+    latency_ms: float | None = Field(
+        default=None, gt=0.0, le=1e6, description="Latency budget on the device, in ms."
+    )
+    macs: int | None = Field(default=None, gt=0, le=10**15, description="MACs budget.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed of the evolution.")
+
+    @model_validator(mode="after")
+    def _exactly_one_budget(self) -> Self:
+        if (self.latency_ms is None) == (self.macs is None):
+            raise ValueError("latency_ms: give exactly one of latency_ms or macs")
+        return self
+
+    @property
+    def budget(self) -> dict[str, float | int]:
+        if self.latency_ms is not None:
+            return {"latency_ms": self.latency_ms}
+        assert self.macs is not None
+        return {"macs": self.macs}
+
+
+# --- rows ----------------------------------------------------------------------------------------
+
+
+class LatencyRecord(BaseModel):
+    """A subnet's latency on one device, on its way in: finite and not negative."""
+
+    predicted_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    measured_ms: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+
+
+class SubnetRecord(BaseModel):
+    """A subnet to store (``workers.results.SubnetResult`` as the service receives it)."""
+
+    arch_id: str = Field(min_length=1, max_length=128)
+    arch: dict[str, Any]
+    resolution: int = Field(gt=0)
+    macs: int = Field(ge=0)
+    params: int = Field(ge=0)
+    predicted_accuracy: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
+    measured_accuracy: float | None = Field(default=None, ge=0.0, le=100.0, allow_inf_nan=False)
+    latencies: dict[str, LatencyRecord] = Field(default_factory=dict)
+
+
+# --- out -----------------------------------------------------------------------------------------
+
+
+class LatencyPublic(BaseModel):
+    predicted_ms: float | None = Field(description="From the device's latency table.")
+    measured_ms: float | None = Field(description="Timed on the device, where it was.")
+
+
+class SubnetPublic(BaseModel):
+    """One subnet a job evaluated; accuracies are percent (0-100) on the val split."""
+
+    id: int
+    job_id: int
+    arch_id: str = Field(description="The space's canonical id of the arch (unique per job).")
+    arch: dict[str, Any]
+    resolution: int
+    macs: int
+    params: int
+    predicted_accuracy: float | None
+    measured_accuracy: float | None
+    latencies: dict[str, LatencyPublic] = Field(description="Per device name.")
+
+
+class ArtifactPublic(BaseModel):
+    """A file of the subnet: fetch it with ``GET /api/v1/subnets/{id}/download?format=``."""
+
+    id: int
+    kind: str
+    format: DownloadFormat | None = Field(description="The download format, if it is one.")
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class FrontMembershipPublic(BaseModel):
+    device: str
+    position: int = Field(description="0-based, along the front.")
+
+
+class SubnetDetailPublic(SubnetPublic):
+    artifacts: list[ArtifactPublic]
+    fronts: list[FrontMembershipPublic] = Field(description="The fronts the subnet is on.")
+
+
+class SubnetsPublic(BaseModel):
+    data: list[SubnetPublic]
+    count: int = Field(description="Subnets matching the filters, all pages together.")
+    limit: int
+    offset: int
+
+
+class FrontPublic(BaseModel):
+    """A job's Pareto front on one device, its members ordered along the first objective."""
+
+    device: str
+    objectives: list[str]
+    hypervolume: float | None
+    budget: dict[str, float | int] | None = Field(
+        description="The job's budget for the device ({'latency_ms': x} or {'macs': n})."
+    )
+    best_subnet_id: int | None = Field(
+        description="The most accurate member within the budget (any member without one)."
+    )
+    members: list[SubnetPublic]
+
+
+class FrontsPublic(BaseModel):
+    data: list[FrontPublic]
+    count: int
+
+
+class SpecializePublic(BaseModel):
+    subnet: SubnetDetailPublic
+    device: str
+    budget: dict[str, float | int]
+    seconds: float = Field(description="How long the specialisation took.")

@@ -1,0 +1,244 @@
+"""``nas serve`` and the commands that talk to a running service through ``nas.client``:
+``submit``, ``jobs``, ``watch``, ``pareto``, ``specialize``, ``download``.
+
+Every client command takes ``--url`` (NAS_URL, default http://127.0.0.1:8000) and ``--token``
+(NAS_TOKEN). A refusal of the service is one line naming the field and the HTTP status, and
+a non-zero exit; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from nas.client import DEFAULT_URL, DOWNLOAD_FORMATS, FINAL_STATES, Client, ClientError
+from service.commands._common import console, err_console, fail, validation_message
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="NAS_URL", help="The service (or NAS_URL).")
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="NAS_TOKEN", help="Bearer token (or NAS_TOKEN)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JSON.")]
+
+
+@contextmanager
+def _connect(url: str, token: str | None) -> Iterator[Client]:
+    """A client whose errors end the command with one line."""
+    try:
+        client = Client(url, token)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    try:
+        with client:
+            yield client
+    except ClientError as exc:
+        where = f" (HTTP {exc.status})" if exc.status else ""
+        raise fail(f"{exc}{where}") from None
+    except (ValueError, TimeoutError) as exc:
+        raise fail(str(exc)) from None
+
+
+def _print_json(value: Any) -> None:
+    console.print_json(json.dumps(value))
+
+
+def _accuracy(subnet: dict[str, Any]) -> str:
+    if subnet["measured_accuracy"] is not None:
+        return f"{subnet['measured_accuracy']:.2f}"
+    if subnet["predicted_accuracy"] is not None:
+        return f"{subnet['predicted_accuracy']:.2f} (pred)"
+    return "-"
+
+
+def _latency(subnet: dict[str, Any], device: str) -> str:
+    latency = subnet["latencies"].get(device)
+    if latency is None:
+        return "-"
+    if latency["measured_ms"] is not None:
+        return f"{latency['measured_ms']:.3f}"
+    return "-" if latency["predicted_ms"] is None else f"{latency['predicted_ms']:.3f} (pred)"
+
+
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Default NAS_HOST (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Default NAS_PORT (8000).")] = None,
+) -> None:
+    """Apply migrations and serve the API (what `make run` and `python -m service` do)."""
+    from service.server import serve
+    from service.settings import Settings
+
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise fail(validation_message(exc)) from None
+    serve(settings)
+
+
+def submit_command(
+    job_file: Annotated[Path, typer.Argument(help="Job YAML or JSON (see examples/).")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a search job to the service."""
+    with _connect(url, token) as client:
+        job = client.submit(job_file)
+    if as_json:
+        _print_json(job)
+        return
+    console.print(
+        f"job {job['id']} {job['state']}: {job['name']} ({job['space']}/"
+        f"{job['preset']}); follow it with `nas watch {job['id']}`"
+    )
+
+
+def jobs_command(
+    state: Annotated[
+        list[str] | None, typer.Option(help="Only jobs in this state (repeat).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Jobs per page (1-500).")] = 50,
+    offset: Annotated[int, typer.Option(help="Jobs to skip.")] = 0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List jobs, newest first."""
+    with _connect(url, token) as client:
+        page = client.jobs(state=state, limit=limit, offset=offset)
+    if as_json:
+        _print_json(page)
+        return
+    table = Table(title=f"jobs ({len(page['data'])} of {page['count']})")
+    for column in ("id", "name", "space", "state", "progress", "created"):
+        table.add_column(column, overflow="fold")
+    for job in page["data"]:
+        table.add_row(
+            str(job["id"]),
+            job["name"],
+            f"{job['space']}/{job['preset']}",
+            job["state"],
+            f"{job['progress']:.0f}%",
+            job["created_at"][:19],
+        )
+    console.print(table)
+
+
+def watch_command(
+    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Follow a job with a progress bar until it succeeds, fails or is cancelled."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn())
+    with _connect(url, token) as client, Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"job {job_id}", total=100.0)
+
+        def show(job: dict[str, Any]) -> None:
+            stage = job["stage"] if job["state"] not in FINAL_STATES else job["state"]
+            where = job["state"] if stage is None else stage
+            bar.update(task, completed=job["progress"], description=f"job {job_id} {where}")
+
+        job = client.watch(job_id, on_progress=show, poll_s=poll)
+    if job["state"] != "succeeded":
+        reason = f": {job['error']}" if job["error"] else ""
+        err_console.print(f"[bold red]job {job_id} {job['state']}[/]{reason}", highlight=False)
+        raise typer.Exit(code=1)
+    console.print(f"job {job_id} succeeded; `nas pareto {job_id}` shows its fronts")
+
+
+def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
+    """One table per front: accuracy against latency, MACs and params; * marks the best."""
+    if not fronts:
+        console.print(f"job {job_id} has no Pareto fronts yet")
+    for front in fronts:
+        budget = ", ".join(f"{k} <= {v:g}" for k, v in (front["budget"] or {}).items())
+        table = Table(
+            title=f"job {job_id} on {front['device']}" + (f" (budget {budget})" if budget else "")
+        )
+        for column in ("", "subnet", "accuracy %", "latency ms", "MMACs", "Mparams", "arch_id"):
+            table.add_column(column, no_wrap=column != "arch_id")
+        for member in front["members"]:
+            best = "*" if member["id"] == front["best_subnet_id"] else ""
+            table.add_row(
+                best,
+                str(member["id"]),
+                _accuracy(member),
+                _latency(member, front["device"]),
+                f"{member['macs'] / 1e6:.2f}",
+                f"{member['params'] / 1e6:.3f}",
+                member["arch_id"],
+            )
+        console.print(table)
+        if front["best_subnet_id"] is not None:
+            console.print(f"* best: `nas download {front['best_subnet_id']} --format onnx`")
+
+
+def pareto_command(
+    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    device: Annotated[str | None, typer.Option(help="One device; default all.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a job's Pareto front(s): accuracy against latency, MACs and params."""
+    with _connect(url, token) as client:
+        fronts = [client.front(job_id, device)] if device else client.fronts(job_id)
+    if as_json:
+        _print_json(fronts)
+        return
+    print_fronts(job_id, fronts)
+
+
+def specialize_command(
+    job_id: Annotated[int, typer.Argument(help="A succeeded job's id.")],
+    device: Annotated[str, typer.Option(help="A built-in or registered device.")],
+    latency_ms: Annotated[float | None, typer.Option(help="Latency budget (ms).")] = None,
+    macs: Annotated[int | None, typer.Option(help="MACs budget.")] = None,
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Find the most accurate subnet of a finished job for a device under one budget."""
+    if (latency_ms is None) == (macs is None):
+        raise fail("budget: give exactly one of --latency-ms or --macs")
+    with _connect(url, token) as client:
+        found = client.specialize(job_id, device, latency_ms=latency_ms, macs=macs)
+    if as_json:
+        _print_json(found)
+        return
+    subnet = found["subnet"]
+    console.print(
+        f"subnet {subnet['id']} ({subnet['arch_id']}) for {found['device']} in "
+        f"{found['seconds']:.1f} s: accuracy {_accuracy(subnet)} %, latency "
+        f"{_latency(subnet, found['device'])} ms, {subnet['macs'] / 1e6:.2f} MMACs"
+    )
+    console.print(f"download it: `nas download {subnet['id']} --format onnx --out subnet.onnx`")
+
+
+def download_command(
+    subnet_id: Annotated[int, typer.Argument(help="The subnet's id.")],
+    format: Annotated[str, typer.Option(help="onnx | torchscript | pytorch")] = "onnx",
+    out: Annotated[Path, typer.Option(help="A file, or a directory to save into.")] = Path("."),
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+) -> None:
+    """Download a subnet's file (exported on demand), checking its sha256."""
+    if format not in DOWNLOAD_FORMATS:
+        raise fail(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
+    with _connect(url, token) as client:
+        path = client.download(subnet_id, format, out)
+    console.print(f"{path} ({path.stat().st_size} bytes, sha256 verified)")

@@ -1,0 +1,86 @@
+"""Storing what a job's search produced (``workers.results.JobResults``) in its rows.
+
+Idempotent: a subnet is one row per (job, arch_id), updated when it comes again (a resumed
+attempt, a repeated poll), its latencies one row per device; a job's fronts are replaced as a
+whole. Runs inside the caller's transaction (the controller records the results together
+with the event that announced them) and commits nothing itself.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.models import ParetoFront, ParetoMember, Subnet, SubnetLatency
+from workers.results import JobResults
+
+
+def _upsert_subnets(session: Session, job_id: int, results: JobResults) -> dict[str, Subnet]:
+    existing = {
+        s.arch_id: s for s in session.scalars(select(Subnet).where(Subnet.job_id == job_id)).all()
+    }
+    rows: dict[str, Subnet] = {}
+    for result in results.subnets:
+        row = existing.get(result.arch_id)
+        if row is None:
+            row = Subnet(job_id=job_id, arch_id=result.arch_id)
+            session.add(row)
+        row.arch, row.resolution = result.arch, result.resolution
+        row.macs, row.params = result.macs, result.params
+        row.predicted_accuracy = result.predicted_accuracy
+        if result.measured_accuracy is not None:  # never forget a measurement
+            row.measured_accuracy = result.measured_accuracy
+        rows[result.arch_id] = row
+    session.flush()
+    return rows
+
+
+def _upsert_latencies(session: Session, results: JobResults, rows: dict[str, Subnet]) -> None:
+    ids = [row.id for row in rows.values()]
+    existing = {
+        (lat.subnet_id, lat.device): lat
+        for lat in session.scalars(select(SubnetLatency).where(SubnetLatency.subnet_id.in_(ids)))
+    }
+    for result in results.subnets:
+        subnet_id = rows[result.arch_id].id
+        for device, latency in result.latencies.items():
+            row = existing.get((subnet_id, device))
+            if row is None:
+                row = SubnetLatency(subnet_id=subnet_id, device=device)
+                session.add(row)
+            row.predicted_ms = latency.predicted_ms
+            if latency.measured_ms is not None:
+                row.measured_ms = latency.measured_ms
+    session.flush()
+
+
+def _replace_fronts(
+    session: Session, job_id: int, results: JobResults, ids: dict[str, int]
+) -> None:
+    old = select(ParetoFront.id).where(ParetoFront.job_id == job_id)
+    session.execute(delete(ParetoMember).where(ParetoMember.front_id.in_(old)))
+    session.execute(delete(ParetoFront).where(ParetoFront.job_id == job_id))
+    for result in results.fronts:
+        front = ParetoFront(
+            job_id=job_id,
+            device=result.device,
+            objectives=list(result.objectives),
+            hypervolume=result.hypervolume,
+        )
+        session.add(front)
+        session.flush()
+        session.add_all(
+            ParetoMember(front_id=front.id, subnet_id=ids[arch_id], position=position)
+            for position, arch_id in enumerate(result.members)
+        )
+    session.flush()
+
+
+def ingest_results(session: Session, job_id: int, results: JobResults) -> dict[str, int]:
+    """Write ``results`` for ``job_id`` (subnets, their latencies, the fronts and their
+    members); returns arch_id -> subnets.id. The caller commits."""
+    rows = _upsert_subnets(session, job_id, results)
+    _upsert_latencies(session, results, rows)
+    ids = {arch_id: row.id for arch_id, row in rows.items()}
+    _replace_fronts(session, job_id, results, ids)
+    return ids

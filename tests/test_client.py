@@ -1,0 +1,243 @@
+"""``nas.client`` and the client commands of the ``nas`` CLI against the real app, served by
+uvicorn on a free port in a thread (SQLite; no dispatcher, so submitted jobs stay queued).
+
+One server for the module: tests add jobs but never rely on being alone with them.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from _results import ORT, TORCH, Results, fill_results
+from test_api_jobs import SPEC, TOKEN
+from typer.testing import CliRunner
+
+from nas.client import Client, ClientError
+from service.app import create_app
+from service.cli import app
+from service.migrate import upgrade_database
+from service.settings import Settings
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits-bignas.yaml"
+runner = CliRunner()
+
+
+class Served:
+    def __init__(self, url: str, settings: Settings, results: Results) -> None:
+        self.url, self.settings, self.results = url, settings, results
+
+    def client(self, token: str | None = TOKEN) -> Client:
+        return Client(self.url, token=token, timeout=20.0)
+
+    def cli(self, *args: str, token: str | None = TOKEN) -> Any:
+        """Run ``nas <args>`` against the server (URL and token from the environment)."""
+        env = {"NAS_URL": self.url, "NAS_TOKEN": token or "", "COLUMNS": "200"}
+        return runner.invoke(app, list(args), env=env)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("served")
+    url = f"sqlite:///{root / 'var' / 'nas.db'}"
+    upgrade_database(url)
+    (root / "data").mkdir()
+    settings = Settings(database_url=url, artifact_dir=root / "var", data_root=root / "data",
+                        api_tokens=[TOKEN], dispatcher_enabled=False)  # fmt: skip
+    results = fill_results(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the port is ours before the server starts: no race
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield Served(f"http://127.0.0.1:{port}", settings, results)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+# --- the Python client -------------------------------------------------------------------------
+
+
+def test_a_job_from_submission_to_deletion(served: Served) -> None:
+    with served.client() as nas:
+        assert nas.health()["status"] == "ok"
+        job = nas.submit(EXAMPLE)
+        assert job["state"] == "queued" and job["space"] == "bignas"
+        assert job["spec"]["devices"] == [ORT, TORCH]
+        assert nas.job(job["id"]) == job
+        assert job["id"] in [j["id"] for j in nas.jobs(state="queued", limit=500)["data"]]
+        page = nas.jobs(state=["queued", "cancelled"], limit=1)
+        assert len(page["data"]) == 1 and page["count"] >= 1 and page["limit"] == 1
+        again = nas.submit(EXAMPLE, idempotency_key="example-1")
+        assert nas.submit(EXAMPLE, idempotency_key="example-1")["id"] == again["id"]
+        assert nas.cancel(job["id"])["state"] == "cancelled"
+        seen: list[str] = []
+        final = nas.watch(job["id"], on_progress=lambda j: seen.append(j["state"]), poll_s=0.05)
+        assert final["state"] == "cancelled" and seen == ["cancelled"]
+        messages = [line["message"] for line in nas.logs(job["id"])["data"]]
+        assert messages[-1] == "cancelled while queued"
+        nas.delete(job["id"])
+        with pytest.raises(ClientError) as gone:
+            nas.job(job["id"])
+    assert gone.value.status == 404 and f"no job with id {job['id']}" in gone.value.message
+
+
+def test_refusals_are_client_errors_naming_the_field(served: Served) -> None:
+    job_id = served.results.job_id
+    with served.client(token=None) as anonymous, pytest.raises(ClientError) as no_token:
+        anonymous.submit(SPEC)
+    assert no_token.value.status == 401 and "token" in no_token.value.message
+    cases: list[tuple[Any, int, str | None]] = [
+        (lambda c: c.submit({**SPEC, "space": "darts"}), 422, "space"),
+        (lambda c: c.submit({**SPEC, "training": {"epochs": 0}}), 422, "training.epochs"),
+        (lambda c: c.subnets(job_id, sort="size"), 422, "query.sort"),
+        (lambda c: c.subnets(job_id, device="pi4-ort"), 422, "query.device"),
+        (lambda c: c.specialize(job_id, "host-cpu-torch", macs=-3), 422, "macs"),
+        (lambda c: c.job(99999), 404, None),
+        (lambda c: c.front(job_id, "pi4-ort"), 404, None),
+        (lambda c: c.subnet(99999), 404, None),
+        (lambda c: c.download(99999, "onnx", served.settings.artifact_dir), 404, None),
+    ]
+    with served.client() as nas:
+        queued = nas.submit(SPEC)["id"]
+        cases.append((lambda c: c.specialize(queued, ORT, latency_ms=2.0), 409, None))
+        for call, status, field in cases:
+            with pytest.raises(ClientError) as error:
+                call(nas)
+            assert (error.value.status, error.value.field) == (status, field), error.value
+            assert error.value.message and "Traceback" not in error.value.message
+        with pytest.raises(ValueError, match="exactly one"):
+            nas.specialize(job_id, ORT)
+    with pytest.raises(ClientError) as unreachable, Client("http://127.0.0.1:9", timeout=2) as c:
+        c.jobs()
+    assert unreachable.value.status == 0 and "cannot reach" in unreachable.value.message
+    with pytest.raises(ValueError, match="https"):
+        Client("http://nas.example.org", token=TOKEN)
+
+
+def test_results_and_a_verified_download(served: Served, tmp_path: Path) -> None:
+    results = served.results
+    with served.client() as nas:
+        fronts = nas.fronts(results.job_id)
+        assert [f["device"] for f in fronts] == [ORT, TORCH]
+        assert nas.front(results.job_id, ORT) == fronts[0]
+        on_front = nas.subnets(results.job_id, device=ORT, on_front=True, sort="accuracy")
+        assert [s["id"] for s in on_front["data"]] == results.fronts[ORT]
+        small = nas.subnets(results.job_id, max_macs=4_000_000, limit=2, offset=1)
+        assert small["count"] == sum(r.macs <= 4_000_000 for r in results.rows)
+        assert len(small["data"]) == 2 and small["offset"] == 1
+        detail = nas.subnet(results.onnx_subnet)
+        assert detail["artifacts"][0]["format"] == "onnx"
+        saved = nas.download(results.onnx_subnet, "onnx", tmp_path)
+        assert saved == tmp_path / f"subnet-{results.onnx_subnet}.onnx"
+        assert saved.read_bytes() == results.onnx_bytes
+        named = nas.download(results.onnx_subnet, "onnx", tmp_path / "best.onnx")
+        assert named.read_bytes() == results.onnx_bytes
+
+
+def test_a_download_that_does_not_match_its_checksum_is_not_saved(
+    served: Served, tmp_path: Path
+) -> None:
+    """The file on the server changed after it was recorded: the client refuses it."""
+    results = served.results
+    stored = served.settings.artifact_dir / "jobs" / str(results.job_id) / "exports" / "best"
+    original = (stored / "subnet.onnx").read_bytes()
+    (stored / "subnet.onnx").write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        with served.client() as nas, pytest.raises(ClientError, match="checksum mismatch"):
+            nas.download(results.onnx_subnet, "onnx", tmp_path / "subnet.onnx")
+    finally:
+        (stored / "subnet.onnx").write_bytes(original)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_client_never_imports_the_service() -> None:
+    code = (
+        "import sys, nas.client; "
+        "heavy = ('service', 'workers', 'torch'); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_submit_jobs_pareto_and_download(served: Served, tmp_path: Path) -> None:
+    results = served.results
+    submitted = served.cli("submit", str(EXAMPLE))
+    assert submitted.exit_code == 0, submitted.output
+    job_id = int(submitted.output.split()[1])
+    assert f"nas watch {job_id}" in submitted.output
+    listed = served.cli("jobs", "--state", "queued", "--limit", "500")
+    assert listed.exit_code == 0 and str(job_id) in listed.output and "queued" in listed.output
+    pareto = served.cli("pareto", str(results.job_id), "--device", ORT)
+    assert pareto.exit_code == 0, pareto.output
+    best = next(line for line in pareto.output.splitlines() if "*" in line and "│" in line)
+    with served.client() as nas:
+        front = nas.front(results.job_id, ORT)
+    assert (
+        str(front["best_subnet_id"]) in best
+        and f"budget latency_ms <= {results.budget_ms:g}" in pareto.output
+    )
+    for member in front["members"]:
+        assert member["arch_id"] in pareto.output
+    out = tmp_path / "cli.onnx"
+    download = served.cli(
+        "download", str(results.onnx_subnet), "--format", "onnx", "--out", str(out)
+    )
+    assert download.exit_code == 0, download.output
+    assert out.read_bytes() == results.onnx_bytes and "sha256 verified" in download.output
+    watched = served.cli("watch", str(results.job_id), "--poll", "0.05")
+    assert watched.exit_code == 0 and "succeeded" in watched.output
+    with served.client() as nas:
+        nas.cancel(job_id)
+    stopped = served.cli("watch", str(job_id), "--poll", "0.05")
+    assert stopped.exit_code == 1 and "cancelled" in stopped.output
+
+
+def test_cli_errors_are_one_line_without_a_traceback(served: Served, tmp_path: Path) -> None:
+    job_id = str(served.results.job_id)
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("name: x\nspace: darts\n")
+    cases = [
+        (("jobs", "--state", "paused"), "query.state.0", None),
+        (("submit", str(bad_spec)), "space", None),
+        (("submit", str(tmp_path / "missing.yaml")), "cannot read", None),
+        (("pareto", "99999"), "no job with id 99999", None),
+        (("specialize", job_id, "--device", ORT), "exactly one of --latency-ms or --macs", None),
+        (("specialize", job_id, "--device", "pi4-ort", "--macs", "1000"), "HTTP 404", None),
+        (("download", "99999", "--format", "tflite"), "allowed values", None),
+        (("submit", str(EXAMPLE)), "HTTP 401", "wrong-token-0123456789"),
+        (("jobs", "--url", "ftp://x"), "http:// or https://", None),
+    ]
+    for args, expected, token in cases:
+        result = served.cli(*args, token=token or TOKEN)
+        assert result.exit_code == 2, (args, result.output)
+        assert expected in result.output, (args, result.output)
+        assert "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) <= 2, (args, result.output)
+
+
+def test_cli_serve_refuses_insecure_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NAS_API_TOKENS", raising=False)
+    result = runner.invoke(app, ["serve", "--host", "0.0.0.0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "NAS_API_TOKENS" in result.output
+    assert "Traceback" not in result.output

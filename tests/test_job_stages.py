@@ -1,0 +1,348 @@
+"""A whole job in-process on a real local Ray: training, the predictor, one front per device
+(a built-in host device and a registered one), exports that onnxruntime runs; its results
+stored once in SQLite and PostgreSQL; specialisation for a new budget in seconds."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import search_spaces
+from nas.data import DatasetSpec, load_dataset
+from nas.hardware import LatencyPredictor, write_table
+from nas.hardware.device import Device
+from nas.search import InfeasibleBudgetError
+from nas.training import TrainingConfig
+from service.api.schemas.jobs import JobCreate
+from service.db import create_db_engine, create_session_factory
+from service.migrate import upgrade_database
+from service.models import Artifact, ParetoFront, ParetoMember, Subnet, SubnetLatency
+from service.settings import Settings
+from service.store import jobs, leases
+from service.store.progress import record_events
+from service.store.results import ingest_results
+from workers import trained
+from workers.events import ArtifactWritten, JobOutcome, ResultsWritten, StageFinished
+from workers.jobs import EventLog, run_job
+from workers.results import RESULTS_NAME, JobResults, read_results
+from workers.spec import STAGE_ORDER, JobRequest, SearchSettings
+from workers.specialize import SpecializeRequest, host_table, specialize
+
+HOST, BOARD = "host-cpu-torch", "board"
+DATASET = DatasetSpec(kind="digits")
+TRAINING = TrainingConfig(
+    epochs=1,
+    batch_size=32,
+    warmup_epochs=0.0,
+    bn_recalibration_batches=2,
+    schedule="single_stage",
+    sampler="uniform",
+)
+
+
+@dataclass
+class Finished:
+    request: JobRequest
+    outcome: JobOutcome
+    events: list[Any]
+    results: JobResults
+    space: Any
+    tables: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _request(root: Path, search: SearchSettings, **changes: Any) -> JobRequest:
+    return JobRequest(
+        job_id=1,
+        attempt=1,
+        space="ofa_mbv3",
+        preset="tiny",
+        dataset=DATASET,
+        training=TRAINING,
+        search=search,
+        devices=[HOST, BOARD],
+        num_workers=1,
+        artifact_dir=root / "var",
+        data_root=root / "data",
+        **changes,
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Finished:
+    root = tmp_path_factory.mktemp("job")
+    (root / "data").mkdir()
+    space = search_spaces.get("ofa_mbv3", preset="tiny")
+    host = host_table(root / "var", HOST, "ofa_mbv3", "tiny")
+    # a registered device: the controller copies its uploaded table into the job directory
+    board = host.model_copy(
+        update={"device": Device(name=BOARD, runtime="torch", hardware="measured on this host")}
+    )
+    low, high = LatencyPredictor(host, space).predict(
+        [space.reference_archs()["min"], space.reference_archs()["max"]]
+    )
+    macs_low, macs_high = space.complexity_batch(
+        [space.reference_archs()["min"], space.reference_archs()["max"]]
+    )[0]
+    search = SearchSettings(
+        population=12,
+        generations=8,
+        evaluations=12,
+        budgets={
+            HOST: {"latency_ms": float(low + 0.4 * (high - low))},
+            BOARD: {"macs": int(macs_low + 0.5 * (macs_high - macs_low))},
+        },
+    )
+    request = _request(root, search)
+    write_table(board, request.job_dir / "tables" / f"{BOARD}.json")
+    log = EventLog()
+    outcome = run_job(request, log)
+    events = log.after(0)
+    results = read_results(request.job_dir / RESULTS_NAME)
+    return Finished(request, outcome, events, results, space, {HOST: host, BOARD: board})
+
+
+def test_a_job_runs_every_stage_and_writes_valid_results(finished: Finished) -> None:
+    assert finished.outcome.state == "succeeded", finished.outcome.error
+    stages = [e.stage for e in finished.events if isinstance(e, StageFinished)]
+    assert stages == list(STAGE_ORDER)
+    (announced,) = [e for e in finished.events if isinstance(e, ResultsWritten)]
+    assert announced.stage == "searching" and announced.path == "jobs/1/results.json"
+    results = finished.results
+    assert [f.device for f in results.fronts] == [HOST, BOARD]
+    budgets = finished.request.search.budgets
+    for front in results.fronts:
+        assert front.members, f"empty front for {front.device}"
+        assert front.objectives == ["accuracy", f"latency:{front.device}", "macs"]
+        assert front.hypervolume is not None and 0.0 < front.hypervolume <= 1.0
+        members = [results.subnet(a) for a in front.members]
+        budget = budgets[front.device]
+        for subnet in members:  # every member meets its budget (the table's latency)
+            if budget.latency_ms is not None:
+                assert subnet.latencies[front.device].predicted_ms <= budget.latency_ms + 1e-9
+            else:
+                assert subnet.macs <= budget.macs  # type: ignore[operator]
+            assert set(subnet.latencies) == {HOST, BOARD}
+        accuracies = [s.predicted_accuracy for s in members]
+        assert accuracies == sorted(accuracies, reverse=True)  # ordered, most accurate first
+        verified = [s for s in members if s.measured_accuracy is not None]
+        assert verified and all(0.0 <= s.measured_accuracy <= 100.0 for s in verified)  # type: ignore[operator]
+        assert front.best in front.members
+    # MACs and params are the space's analytic counts; host latency was timed whole
+    space = finished.space
+    archs = [space.arch_from_dict(s.arch) for s in results.subnets]
+    macs, params = space.complexity_batch(archs)
+    assert [s.macs for s in results.subnets] == macs.tolist()
+    assert [s.params for s in results.subnets] == params.tolist()
+    assert any(s.latencies[HOST].measured_ms for s in results.subnets)
+    assert all(s.latencies[BOARD].measured_ms is None for s in results.subnets)
+
+
+def test_predictor_files_and_metrics(finished: Finished) -> None:
+    job_dir = finished.request.job_dir
+    dataset = json.loads((job_dir / "predictor" / "accuracy_dataset.json").read_text())
+    assert len(dataset["records"]) == 12 and dataset["split"] == "holdout"
+    ids = [r["id"] for r in dataset["records"]]
+    refs = finished.space.reference_archs()
+    assert {refs["min"].id, refs["max"].id} <= set(ids)
+    kinds = {e.kind: e for e in finished.events if isinstance(e, ArtifactWritten)}
+    assert kinds["accuracy_dataset"].path == "jobs/1/predictor/accuracy_dataset.json"
+    assert kinds["predictor"].path == "jobs/1/predictor/predictor.json"
+    (holdout,) = [
+        json.loads(line)
+        for line in (job_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["key"] == "building_predictor/holdout"
+    ]
+    assert holdout["data"]["rmse"] >= 0 and -1 <= holdout["data"]["kendall_tau"] <= 1
+
+
+def test_exports_exist_and_onnxruntime_runs_them(finished: Finished) -> None:
+    import onnxruntime as ort
+    import torch
+
+    from nas.data import resize_batch
+    from nas.export import load_subnet
+
+    exported = [e for e in finished.events if isinstance(e, ArtifactWritten) and e.arch_id]
+    best = {f.best for f in finished.results.fronts}
+    assert {e.arch_id for e in exported} == best
+    assert {e.kind for e in exported} == {"onnx", "torchscript", "pytorch_zip"}
+    artifact_dir = finished.request.artifact_dir
+    for event in exported:
+        path = artifact_dir / event.path
+        assert path.parent.name == event.arch_id and path.stat().st_size == event.size_bytes
+    image, _ = load_dataset(DATASET).val[0]
+    for event in (e for e in exported if e.kind == "onnx"):
+        subnet = finished.results.subnet(event.arch_id)  # type: ignore[arg-type]
+        x = resize_batch(image[None], subnet.resolution)
+        session = ort.InferenceSession(str(artifact_dir / event.path))
+        (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        assert logits.shape == (1, 10) and np.isfinite(logits).all()
+        with torch.no_grad():
+            expected = load_subnet(artifact_dir / event.path.replace(".onnx", ".zip"))(x)
+        np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_building_the_predictor_again_reuses_the_files(finished: Finished) -> None:
+    from workers.jobs import StageContext
+    from workers.stages import run_building_predictor
+
+    job_dir = finished.request.job_dir
+    files = [job_dir / "predictor" / n for n in ("accuracy_dataset.json", "predictor.json")]
+    before = [f.stat().st_mtime_ns for f in files]
+    log = EventLog()
+    started = time.process_time()
+    run_building_predictor(StageContext(finished.request, "building_predictor", log, (0, 1)))
+    assert time.process_time() - started < 5  # nothing measured or fitted again
+    assert [f.stat().st_mtime_ns for f in files] == before
+    assert [e.kind for e in log.after(0) if isinstance(e, ArtifactWritten)] == [
+        "accuracy_dataset",
+        "predictor",
+    ]
+
+
+def test_an_infeasible_budget_fails_the_search_with_the_minimum(finished: Finished) -> None:
+    search = SearchSettings.model_validate(
+        {**finished.request.search.model_dump(), "budgets": {BOARD: {"macs": 1000}}}
+    )
+    request = finished.request.model_copy(
+        update={"search": search, "completed_stages": ["training", "building_predictor"]}
+    )
+    outcome = run_job(request, EventLog())
+    assert outcome.state == "failed" and outcome.stage == "searching"
+    assert outcome.error is not None
+    assert "search.budgets.board" in outcome.error and "allowed values: >=" in outcome.error
+    assert read_results(request.job_dir / RESULTS_NAME) == finished.results  # earlier kept
+
+
+# --- results in the database -----------------------------------------------------------------
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    upgrade_database(database_url)
+    engine = create_db_engine(database_url)
+    yield create_session_factory(engine)
+    engine.dispose()
+
+
+def _counts(session: Session) -> tuple[int, ...]:
+    return tuple(
+        session.scalar(select(func.count()).select_from(model))  # type: ignore[misc]
+        for model in (Subnet, SubnetLatency, ParetoFront, ParetoMember)
+    )
+
+
+def test_results_are_stored_once_with_exports_linked(
+    finished: Finished, sessions: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        database_url=database_url,
+        artifact_dir=finished.request.artifact_dir,
+        data_root=tmp_path,
+        dispatcher_enabled=False,
+    )
+    body = JobCreate(name="tiny", space="ofa_mbv3", devices=[HOST])
+    with sessions() as session:
+        job, _ = jobs.create_job(session, settings, body, owner="local")
+        job_id = job.id
+    with sessions() as session:
+        assert leases.claim_next(session, "me", first_stage="training") is not None
+    # what the controller records: the results event, then the exports' artifact events
+    events = [e.model_copy(update={"seq": i + 1}) for i, e in enumerate(finished.events)]
+    kept = [e for e in events if isinstance(e, ResultsWritten | ArtifactWritten)]
+    with sessions() as session:
+        record_events(session, job_id, "me", 1, kept, artifact_dir=settings.artifact_dir)
+    results = finished.results
+    expected = (
+        len(results.subnets),
+        2 * len(results.subnets),
+        2,
+        sum(len(f.members) for f in results.fronts),
+    )
+    with sessions() as session:
+        assert _counts(session) == expected
+        exports = session.scalars(select(Artifact).where(Artifact.subnet_id.is_not(None))).all()
+        linked = {session.get_one(Subnet, a.subnet_id).arch_id for a in exports}
+        assert linked == {f.best for f in results.fronts} and len(exports) == 3 * len(linked)
+    for _ in range(2):  # ingesting again (a resumed attempt) adds nothing
+        with sessions() as session, session.begin():
+            ids = ingest_results(session, job_id, results)
+    assert set(ids) == {s.arch_id for s in results.subnets}
+    with sessions() as session:
+        assert _counts(session) == expected
+        front = session.scalars(select(ParetoFront).where(ParetoFront.device == HOST)).one()
+        members = session.scalars(
+            select(ParetoMember).where(ParetoMember.front_id == front.id).order_by("position")
+        ).all()
+        (host,) = [f for f in results.fronts if f.device == HOST]
+        assert [m.subnet_id for m in members] == [ids[a] for a in host.members]
+        row = session.get_one(Subnet, ids[host.members[0]])
+        stored = results.subnet(row.arch_id)
+        assert row.predicted_accuracy == pytest.approx(stored.predicted_accuracy)
+
+
+# --- specialize ------------------------------------------------------------------------------
+
+
+def _specialize(finished: Finished, **budget: Any) -> SpecializeRequest:
+    request = finished.request
+    return SpecializeRequest(
+        job_dir=request.job_dir,
+        space=request.space,
+        preset=request.preset,
+        dataset=request.dataset,
+        data_root=request.data_root,
+        device=HOST,
+        table=finished.tables[HOST],
+        **budget,
+    )
+
+
+def test_specialize_finds_a_subnet_within_a_new_budget_in_seconds(finished: Finished) -> None:
+    space = finished.space
+    predictor = LatencyPredictor(finished.tables[HOST], space)
+    low, high = predictor.predict([space.reference_archs()[k] for k in ("min", "max")])
+    budget = float(low + 0.7 * (high - low))
+    trained._cache.clear()  # the first request of an API process: the job is loaded too
+    wall, cpu = time.perf_counter(), time.process_time()
+    found = specialize(_specialize(finished, latency_ms=budget))
+    cold = time.process_time() - cpu
+    assert cold < 5 and time.perf_counter() - wall < 15
+    again = specialize(_specialize(finished, latency_ms=budget))  # from the cache: same answer
+    assert again.subnet == found.subnet
+    subnet = found.subnet
+    assert found.device == HOST and found.budget == {"latency_ms": budget}
+    assert subnet.latencies[HOST].predicted_ms <= budget  # type: ignore[operator]
+    arch = space.arch_from_dict(subnet.arch)
+    assert predictor.predict_one(arch) == pytest.approx(subnet.latencies[HOST].predicted_ms)
+    assert subnet.measured_accuracy is not None and 0 <= subnet.measured_accuracy <= 100
+    by_macs = specialize(_specialize(finished, macs=int(space.complexity_batch([arch])[0][0])))
+    assert by_macs.subnet.macs <= space.complexity_batch([arch])[0][0]
+
+
+def test_specialize_refuses_an_infeasible_budget_at_once(finished: Finished) -> None:
+    started = time.process_time()
+    with pytest.raises(InfeasibleBudgetError, match=r"allowed values: >= \d") as caught:
+        specialize(_specialize(finished, latency_ms=1e-4))
+    assert time.process_time() - started < 2
+    assert caught.value.minimum > 1e-4
+    with pytest.raises(ValueError, match="exactly one of latency_ms or macs"):
+        _specialize(finished, latency_ms=1.0, macs=10)
