@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from nas import __version__
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.main import api_router
+from service.dashboard import mount_dashboard
 from service.db import create_db_engine, create_session_factory
 from service.dispatcher import Dispatcher
 from service.errors import install_error_handlers
@@ -48,4 +49,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)
+    mount_dashboard(app)
     return app

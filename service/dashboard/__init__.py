@@ -1,0 +1,102 @@
+"""The browser dashboard: a few HTML pages and hand-written scripts served by the API's own app.
+
+The pages hold no data of their own: their scripts read and write everything through the
+public REST API under ``/api/v1`` (the same calls a user's script makes), so the dashboard
+needs no extra endpoint, no session and no build step. Plotly.js comes from the ``plotly``
+Python package, served from this app: nothing is loaded from another origin.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+STATIC_DIR = PACKAGE_DIR / "static"
+PAGES_DIR = PACKAGE_DIR / "pages"
+
+#: Scripts only from this origin; Plotly's WebGL traces compile shaders with ``new Function``
+#: ('unsafe-eval') and it injects its own <style> elements ('unsafe-inline' styles).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "frame-ancestors 'none'"
+)
+_PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache"}
+
+
+@cache
+def plotly_bundle() -> tuple[Path, str]:
+    """The Plotly.js bundle the ``plotly`` package ships, and that package's version (which
+    goes into the URL, so the file can be cached for good)."""
+    import plotly
+
+    path = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+    return path, plotly.__version__
+
+
+def plotly_url() -> str:
+    return f"/vendor/plotly-{plotly_bundle()[1]}.min.js"
+
+
+@cache
+def _page_html(name: str) -> str:
+    return (PAGES_DIR / f"{name}.html").read_text().replace("{{plotly_url}}", plotly_url())
+
+
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse(_page_html(name), headers=_PAGE_HEADERS)
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def jobs_page() -> HTMLResponse:
+    """The jobs list: the dashboard's home."""
+    return _page("jobs")
+
+
+@router.get("/jobs")
+def jobs_alias() -> RedirectResponse:
+    return RedirectResponse("/")
+
+
+@router.get("/jobs/{job_id}")
+def job_page(job_id: str) -> HTMLResponse:
+    """One job; the page's script reads the id from the path (an unknown one is its message)."""
+    return _page("job")
+
+
+@router.get("/compare")
+def compare_page() -> HTMLResponse:
+    return _page("compare")
+
+
+@router.get("/devices")
+def devices_page() -> HTMLResponse:
+    return _page("devices")
+
+
+@router.get("/vendor/plotly-{version}.min.js")
+def plotly_js(version: str) -> FileResponse:
+    """Plotly.js from the installed ``plotly`` package; the versioned URL never changes
+    content, so browsers keep it for a year."""
+    path, installed = plotly_bundle()
+    if version != installed or not path.is_file():
+        raise HTTPException(404, f"plotly.js {version} is not served here; {installed} is")
+    return FileResponse(
+        path,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=31536000, immutable"},
+    )
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """Serve the dashboard's pages at ``/`` and its scripts and styles at ``/static``."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="dashboard-static")

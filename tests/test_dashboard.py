@@ -1,0 +1,640 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by Selenium and chromedriver)
+against the app served by uvicorn on a free port: the jobs list, a finished job's front and
+subnet panel, the ONNX download loaded by onnxruntime, 5,000 points on a front, the clear
+states (no jobs, unknown job, failed job, no front yet), compare, devices, and the new-job form
+with its token prompt. Every page is checked for console errors; screenshots go to
+``$NAS_SCREENSHOT_DIR`` or the test run's temporary directory.
+
+One browser and one server for the module (results are written straight into the tables,
+tests/_results.py), so the file stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+import uvicorn
+from _results import ORT, TORCH, Results, fill_results
+from test_api_jobs import AUTH, TOKEN, _table
+
+from service.app import create_app
+from service.db import create_db_engine, create_session_factory
+from service.migrate import upgrade_database
+from service.models import Job, JobEvent, JobStage, ParetoFront, ParetoMember, Subnet, SubnetLatency
+from service.settings import Settings
+
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+except ImportError:  # the dev extra is not installed: skipped (or failed) below
+    webdriver = None  # type: ignore[assignment]
+
+CHROMIUM = Path(os.environ.get("NAS_CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("NAS_CHROMEDRIVER", "/usr/bin/chromedriver"))
+_missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+if webdriver is None:
+    _missing.append("the selenium package")
+if _missing:
+    _reason = f"browser tests need {', '.join(_missing)} (apt-get install chromium chromium-driver)"
+    if os.environ.get("NAS_REQUIRE_BROWSER") == "1":
+        pytest.fail(_reason + "; NAS_REQUIRE_BROWSER=1", pytrace=False)
+    pytest.skip(_reason, allow_module_level=True)
+
+BIG_FRONT = 5_000
+BIG_OTHERS = 1_000
+WAIT_S = 20
+
+
+# --- server and browser ----------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    url: str
+    settings: Settings
+
+
+@dataclass
+class Data:
+    finished: Results
+    failed: int
+    running: int
+    big: int
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("dashboard")
+    (root / "data").mkdir()
+    settings = Settings(
+        database_url=f"sqlite:///{root / 'nas.db'}",
+        artifact_dir=root / "var",
+        data_root=root / "data",
+        api_tokens=[TOKEN],
+        dispatcher_enabled=False,
+    )
+    upgrade_database(settings.database_url)
+    sock = _free_socket()
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", settings)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("NAS_SCREENSHOT_DIR")
+    directory = Path(chosen) if chosen else tmp_path_factory.mktemp("screenshots")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def browser(downloads: Path) -> Iterator[WebDriver]:
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--enable-unsafe-swiftshader",  # WebGL (scattergl) in software, without a warning
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option(
+        "prefs",
+        {
+            "download.default_directory": str(downloads),
+            "download.prompt_for_download": False,
+            "safebrowsing.enabled": True,
+        },
+    )
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+    )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def _job(name: str, state: str, **fields: Any) -> Job:
+    spec = {"name": name, "space": "bignas", "preset": "tiny", "dataset": {"kind": "digits"}}
+    return Job(
+        name=name,
+        owner="local",
+        space="bignas",
+        preset="tiny",
+        spec=spec,
+        state=state,
+        progress=fields.pop("progress", 0.0),
+        attempt=1,
+        **fields,
+    )
+
+
+def _training_events(job_id: int, epochs: int) -> list[JobEvent]:
+    events = []
+    for epoch in range(1, epochs + 1):
+        data = {
+            "kind": "epoch",
+            "epoch": epoch,
+            "step": 10 * epoch,
+            "total_steps": 10 * epochs,
+            "phase": "full",
+            "lr": 0.1,
+            "losses": {"max": 2.0 / epoch, "min": 1.0 / epoch},
+            "samples_per_s": 100.0,
+            "max_val_acc": 60.0 + 10 * epoch,
+            "min_val_acc": 50.0 + 10 * epoch,
+            "sampler": {},
+        }
+        events.append(
+            JobEvent(
+                job_id=job_id,
+                kind="metrics",
+                stage="training",
+                data=data,
+                message=f"epoch {epoch}",
+                key=f"training/epoch/{epoch}",
+            )
+        )
+    holdout = {
+        "predictor": "auto",
+        "rmse": 1.5,
+        "kendall_tau": 0.8,
+        "spearman": 0.9,
+        "chosen": "ridge",
+        "num_subnets": 20,
+    }
+    events.append(
+        JobEvent(
+            job_id=job_id,
+            kind="metrics",
+            stage="building_predictor",
+            data=holdout,
+            message="predictor",
+            key="building_predictor/holdout",
+        )
+    )
+    return events
+
+
+def _big_job(session: Any) -> int:
+    """A succeeded job whose ORT front has BIG_FRONT members, and BIG_OTHERS subnets off it."""
+    finished = datetime(2026, 11, 21, 9, tzinfo=UTC)
+    job = _job(
+        "five thousand",
+        "succeeded",
+        progress=100.0,
+        stage="exporting",
+        started_at=finished - timedelta(minutes=20),
+        finished_at=finished,
+    )
+    job.spec = {**job.spec, "devices": [ORT], "search": {"budgets": {ORT: {"latency_ms": 2.0}}}}
+    session.add(job)
+    session.flush()
+    rng = np.random.default_rng(0)
+    total = BIG_FRONT + BIG_OTHERS
+    latency = np.sort(rng.uniform(0.2, 4.0, BIG_FRONT))
+    subnets = [
+        Subnet(
+            job_id=job.id,
+            arch_id=f"big{i:05d}",
+            resolution=32,
+            macs=1_000_000 + 997 * i,
+            params=100_000 + 13 * i,
+            predicted_accuracy=80.0 + 15.0 * min(i, BIG_FRONT) / total,
+            arch={"space": "bignas", "preset": "tiny", "resolution": 32, "depth": [2, 3, 2]},
+        )
+        for i in range(total)
+    ]
+    session.add_all(subnets)
+    session.flush()
+    for i, subnet in enumerate(subnets):
+        if i < BIG_FRONT:
+            ms = float(latency[i])
+        else:  # slower and less accurate than the front: dominated
+            ms = float(rng.uniform(2.0, 4.5))
+            subnet.predicted_accuracy = float(rng.uniform(70.0, 80.0))
+        session.add(SubnetLatency(subnet_id=subnet.id, device=ORT, predicted_ms=ms))
+    front = ParetoFront(
+        job_id=job.id, device=ORT, objectives=["accuracy", f"latency:{ORT}"], hypervolume=0.9
+    )
+    session.add(front)
+    session.flush()
+    session.add_all(
+        ParetoMember(front_id=front.id, subnet_id=s.id, position=i)
+        for i, s in enumerate(reversed(subnets[:BIG_FRONT]))
+    )
+    return job.id
+
+
+@pytest.fixture(scope="module")
+def data(server: Server) -> Data:
+    finished = fill_results(server.settings)
+    engine = create_db_engine(server.settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            session.add_all(_training_events(finished.job_id, epochs=3))
+            start = datetime(2026, 11, 20, 11, 51, tzinfo=UTC)
+            for position, name in enumerate(["training", "building_predictor", "searching"]):
+                session.add(
+                    JobStage(
+                        job_id=finished.job_id,
+                        name=name,
+                        position=position,
+                        state="succeeded",
+                        progress=100.0,
+                        started_at=start + timedelta(minutes=3 * position),
+                        finished_at=start + timedelta(minutes=3 * position + 3),
+                    )
+                )
+            failed = _job(
+                "broken data",
+                "failed",
+                stage="training",
+                error="training failed: CUDA out of memory (a made-up error)",
+                started_at=start,
+                finished_at=start + timedelta(minutes=1),
+            )
+            running = _job(
+                "still training",
+                "training",
+                stage="training",
+                progress=35.0,
+                started_at=datetime.now(UTC),
+            )
+            session.add_all([failed, running])
+            session.flush()
+            session.add(
+                JobStage(
+                    job_id=failed.id,
+                    name="training",
+                    position=0,
+                    state="failed",
+                    started_at=start,
+                    finished_at=start + timedelta(minutes=1),
+                )
+            )
+            big = _big_job(session)
+            session.commit()
+            return Data(finished, failed.id, running.id, big)
+    finally:
+        engine.dispose()
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def console_errors(driver: WebDriver, allowed: tuple[str, ...] = ()) -> list[str]:
+    """SEVERE browser log entries since the last call, but for the failed requests a page is
+    expected to make (``allowed``: regexes, e.g. the 404 of an unknown job)."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and not any(re.search(a, entry["message"]) for a in allowed)
+    ]
+
+
+def open_page(driver: WebDriver, url: str) -> None:
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get(url)
+
+
+def wait_for(driver: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+    return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(condition, message=what)
+
+
+def wait_css(driver: WebDriver, selector: str) -> Any:
+    return wait_for(driver, EC.presence_of_element_located((By.CSS_SELECTOR, selector)), selector)
+
+
+def plot_dataset(driver: WebDriver) -> dict[str, str]:
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "const p = document.getElementById('front-plot'); return p && p.dataset.renderMs"
+        ),
+        "the front plot",
+    )
+    return driver.execute_script("return {...document.getElementById('front-plot').dataset}")
+
+
+def trace_points(driver: WebDriver, meta: str) -> int:
+    return driver.execute_script(
+        "const t = document.getElementById('front-plot').data.find(t => t.meta === arguments[0]);"
+        "return t ? t.x.length : -1",
+        meta,
+    )
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_an_empty_jobs_list_says_so(browser: WebDriver, server: Server, screenshots: Path) -> None:
+    open_page(browser, server.url + "/")
+    notice = wait_css(browser, "#jobs .notice")
+    assert "No jobs yet" in notice.text
+    browser.save_screenshot(str(screenshots / "jobs-empty.png"))
+    assert console_errors(browser) == []
+
+
+def test_the_jobs_page_lists_the_finished_job_and_filters_by_state(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    open_page(browser, server.url + "/")
+    row = wait_css(browser, f'tr[data-job-id="{data.finished.job_id}"]')
+    assert row.get_attribute("data-state") == "succeeded"
+    assert "digits on bignas" in row.text and "bignas (tiny)" in row.text and "100%" in row.text
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.job-row")) == 4
+    browser.save_screenshot(str(screenshots / "jobs.png"))
+    Select(browser.find_element(By.ID, "state-filter")).select_by_value("failed")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.job-row")) == 1, "filter")
+    assert browser.find_element(By.CSS_SELECTOR, "tr.job-row").get_attribute("data-job-id") == str(
+        data.failed
+    )
+    Select(browser.find_element(By.ID, "state-filter")).select_by_value("cancelled")
+    assert "No cancelled jobs" in wait_css(browser, "#jobs .notice").text
+    assert "state=cancelled" in browser.current_url
+    assert console_errors(browser) == []
+
+
+def test_the_job_page_draws_every_subnet_and_each_front(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    results = data.finished
+    open_page(browser, f"{server.url}/jobs/{results.job_id}")
+    shown = plot_dataset(browser)
+    front = results.fronts[ORT]
+    drawable = [r for r in results.rows if r.accuracy is not None and r.latency_ms(ORT) is not None]
+    assert int(shown["frontPoints"]) == trace_points(browser, "front") == len(front)
+    assert int(shown["cloudPoints"]) == trace_points(browser, "cloud") == len(drawable) - len(front)
+    budget_lines = browser.execute_script(
+        "return document.getElementById('front-plot').layout.shapes.map(s => s.x0)"
+    )
+    assert budget_lines == [results.budget_ms]
+    # the stage timeline, training curves and predictor quality are there too
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".tl-row")) == 4
+    assert browser.execute_script(
+        "return document.getElementById('accuracy-plot').data.map(t => t.y.length)"
+    ) == [3, 3]
+    assert "ridge" in browser.find_element(By.ID, "predictor-summary").text
+    measured = [r for r in results.rows if r.measured is not None and r.predicted is not None]
+    wait_for(
+        browser,
+        lambda d: d.execute_script(
+            "const p = document.getElementById('predictor-plot'); return p && p.data"
+        ),
+        "quality",
+    )
+    assert browser.execute_script(
+        "return document.getElementById('predictor-plot').data[1].x.length"
+    ) == len(measured)
+    browser.save_screenshot(str(screenshots / "job.png"))
+
+    Select(browser.find_element(By.ID, "axis-select")).select_by_value("macs")
+    wait_for(
+        browser,
+        lambda d: (
+            d.execute_script("return document.getElementById('front-plot').layout.xaxis.type")
+            == "log"
+        ),
+        "MACs axis",
+    )
+    assert trace_points(browser, "front") == len(front)
+    Select(browser.find_element(By.ID, "axis-select")).select_by_value("latency")
+    Select(browser.find_element(By.ID, "device-select")).select_by_value(TORCH)
+    wait_for(browser, lambda d: trace_points(d, "front") == len(results.fronts[TORCH]), "torch")
+    assert (
+        browser.execute_script("return document.getElementById('front-plot').layout.shapes.length")
+        == 0
+    )  # no budget on that device
+    assert console_errors(browser) == []
+
+
+def test_clicking_a_point_opens_the_panel_and_the_onnx_download_runs(
+    browser: WebDriver, server: Server, data: Data, downloads: Path, screenshots: Path
+) -> None:
+    results = data.finished
+    chosen = results.by_id(results.onnx_subnet)
+    open_page(browser, f"{server.url}/jobs/{results.job_id}")
+    plot_dataset(browser)
+    plot = browser.find_element(By.ID, "front-plot")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plot)
+    x, y = browser.execute_script(
+        "const gd = arguments[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;"
+        "return [xa._offset + xa.l2p(arguments[1]), ya._offset + ya.l2p(arguments[2])]",
+        plot,
+        chosen.latency_ms(ORT),
+        chosen.accuracy,
+    )
+    size = plot.size
+    offset = (round(x - size["width"] / 2), round(y - size["height"] / 2))
+    ActionChains(browser).move_to_element_with_offset(plot, *offset).pause(0.3).click().perform()
+    title = wait_css(browser, "#subnet-panel h3")
+    wait_for(browser, lambda d: title.text == f"Subnet #{chosen.id}", "the panel of the point")
+    panel = browser.find_element(By.ID, "subnet-panel")
+    text = panel.text.lower()
+    assert chosen.arch_id in text and "architecture" in text and "depth" in text
+    assert {b.text for b in panel.find_elements(By.CSS_SELECTOR, "button[id^=download-]")} == {
+        "ONNX",
+        "TorchScript",
+        "PyTorch zip",
+    }
+    assert trace_points(browser, "selected") == 1
+    browser.save_screenshot(str(screenshots / "job-panel.png"))
+
+    for old in downloads.iterdir():
+        old.unlink()
+    browser.find_element(By.ID, "download-onnx").click()
+    target = downloads / f"subnet-{chosen.id}.onnx"
+    wait_for(browser, lambda d: target.is_file() and target.stat().st_size > 0, "the ONNX file")
+    assert "sha256 checked" in wait_css(browser, "#download-status .notice-ok").text
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"x": np.ones((1, 16), dtype=np.float32)})
+    assert logits.shape == (1, 10)
+    assert target.read_bytes() == results.onnx_bytes
+    assert console_errors(browser) == []
+
+
+def test_five_thousand_points_on_a_front_render_in_under_two_seconds(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    open_page(browser, f"{server.url}/jobs/{data.big}")
+    shown = plot_dataset(browser)
+    assert int(shown["frontPoints"]) == trace_points(browser, "front") == BIG_FRONT
+    assert int(shown["cloudPoints"]) == BIG_OTHERS
+    render_ms = float(shown["renderMs"])
+    print(f"\n5,000-point front: Plotly drew it in {render_ms:.0f} ms")
+    assert render_ms < 2000
+    browser.save_screenshot(str(screenshots / "job-5000.png"))
+    assert console_errors(browser) == []
+
+
+def test_unknown_failed_and_unsearched_jobs_say_what_is_going_on(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    open_page(browser, f"{server.url}/jobs/999999")
+    assert "Job 999999 not found" in wait_css(browser, "main .notice-error").text
+    assert console_errors(browser, allowed=(r"/api/v1/jobs/999999 .* 404",)) == []
+    open_page(browser, f"{server.url}/jobs/not-a-number")
+    assert "Job not found" in wait_css(browser, "main .notice-error").text
+    assert console_errors(browser) == []
+
+    open_page(browser, f"{server.url}/jobs/{data.failed}")
+    error = wait_css(browser, "#job-head .notice-error")
+    assert "CUDA out of memory" in error.text
+    fronts = wait_css(browser, "#fronts-card .notice")
+    assert "the job failed before its search finished" in fronts.text
+    assert "No training epochs" in browser.find_element(By.ID, "curves").text
+    browser.save_screenshot(str(screenshots / "job-failed.png"))
+    assert console_errors(browser) == []
+
+    open_page(browser, f"{server.url}/jobs/{data.running}")
+    assert "No Pareto front yet" in wait_css(browser, "#fronts-card .notice").text
+    assert "35%" in browser.find_element(By.ID, "job-head").text
+    assert console_errors(browser) == []
+
+
+def test_compare_puts_two_fronts_on_one_plot(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    job = data.finished.job_id
+    open_page(browser, f"{server.url}/compare?a={job}&da={ORT}&b={job}&db={TORCH}")
+    wait_for(
+        browser,
+        lambda d: d.execute_script(
+            "const p = document.getElementById('compare-plot'); return p && p.dataset.fronts"
+        ),
+        "the comparison",
+    )
+    sizes = browser.execute_script(
+        "return document.getElementById('compare-plot').data"
+        ".filter(t => t.mode === 'markers').map(t => t.x.length)"
+    )
+    assert sizes == [len(data.finished.fronts[ORT]), len(data.finished.fronts[TORCH])]
+    browser.save_screenshot(str(screenshots / "compare.png"))
+    Select(browser.find_element(By.ID, "job-b")).select_by_value(str(data.big))
+    wait_for(
+        browser,
+        lambda d: (
+            d.execute_script(
+                "return document.getElementById('compare-plot').data"
+                ".filter(t => t.mode === 'markers').map(t => t.x.length)"
+            )
+            == [len(data.finished.fronts[ORT]), BIG_FRONT]
+        ),
+        "two jobs",
+    )
+    assert f"b={data.big}" in browser.current_url
+    assert console_errors(browser) == []
+
+
+def test_the_devices_page_lists_tables_with_their_calibration_error(
+    browser: WebDriver, server: Server, screenshots: Path
+) -> None:
+    table = _table("pi4-ort")
+    created = httpx.post(f"{server.url}/api/v1/devices", json=table, headers=AUTH, timeout=30)
+    assert created.status_code == 201, created.text
+    open_page(browser, f"{server.url}/devices")
+    card = wait_css(browser, 'section[data-device="pi4-ort"]')
+    mape = f"{100 * table['calibration']['mape']:.1f}%"
+    wait_for(browser, lambda d: mape in card.text, "the calibration error")
+    assert "bignas (tiny)" in card.text
+    builtin = browser.find_element(By.CSS_SELECTOR, f'section[data-device="{ORT}"]')
+    assert "built in" in builtin.text
+    browser.save_screenshot(str(screenshots / "devices.png"))
+    assert console_errors(browser) == []
+
+
+def test_the_new_job_form_asks_for_a_token_then_queues_the_job(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    open_page(browser, server.url + "/")
+    browser.execute_script("sessionStorage.clear()")
+    wait_css(browser, "tr.job-row")
+    browser.find_element(By.ID, "new-job-button").click()
+    name = wait_css(browser, "#f-name")
+    name.clear()
+    name.send_keys("from the dashboard")
+    Select(browser.find_element(By.ID, "f-dataset")).select_by_value("imagefolder")
+    browser.find_element(By.CSS_SELECTOR, "#job-form button[type=submit]").click()
+    token = wait_css(browser, "#token-input")  # 401: the service wants a token
+    token.send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, ".token-form button[type=submit]").click()
+    browser.find_element(By.CSS_SELECTOR, "#job-form button[type=submit]").click()
+    refused = wait_css(browser, "#job-form .notice-error")  # 422: no root for an imagefolder
+    wait_for(browser, lambda d: "root" in refused.text, "the 422 message")
+    field_errors = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".field-error")]
+    assert any("root" in text for text in field_errors)
+    Select(browser.find_element(By.ID, "f-dataset")).select_by_value("digits")
+    browser.find_element(By.CSS_SELECTOR, "#job-form button[type=submit]").click()
+    queued = wait_css(browser, "#job-form .notice-ok")
+    job_id = int(re.search(r"Job (\d+) queued", queued.text).group(1))
+    browser.save_screenshot(str(screenshots / "new-job.png"))
+    job = httpx.get(f"{server.url}/api/v1/jobs/{job_id}", timeout=30).json()
+    assert job["name"] == "from the dashboard" and job["state"] == "queued"
+    wait_css(browser, f'tr[data-job-id="{job_id}"]')  # the list shows it at once
+    expected = (r"/api/v1/jobs - .* 401", r"/api/v1/jobs - .* 422")
+    assert console_errors(browser, allowed=expected) == []
+
+
+def test_plotly_is_served_from_the_app_and_the_schema_stays_api_only(server: Server) -> None:
+    page = httpx.get(server.url + "/jobs/1", timeout=30)
+    assert (
+        page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    )
+    src = re.search(r'src="(/vendor/plotly-[^"]+)"', page.text).group(1)
+    bundle = httpx.get(server.url + src, timeout=30)
+    assert bundle.status_code == 200 and "immutable" in bundle.headers["cache-control"]
+    assert httpx.get(server.url + "/vendor/plotly-0.0.0.min.js", timeout=30).status_code == 404
+    assert not re.search(r"(src|href)=\"https?://", page.text)  # nothing from another origin
+    paths = httpx.get(server.url + "/openapi.json", timeout=30).json()["paths"]
+    assert all(p == "/health" or p.startswith("/api/v1/") for p in paths)
