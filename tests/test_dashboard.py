@@ -179,6 +179,9 @@ def _job(name: str, state: str, **fields: Any) -> Job:
     )
 
 
+HV_TRACE = [[4, 0.61], [8, 0.74], [12, 0.9]]
+
+
 def _training_events(job_id: int, epochs: int) -> list[JobEvent]:
     events = []
     for epoch in range(1, epochs + 1):
@@ -221,6 +224,18 @@ def _training_events(job_id: int, epochs: int) -> list[JobEvent]:
             data=holdout,
             message="predictor",
             key="building_predictor/holdout",
+        )
+    )
+    # the searching stage's hypervolume over its measured subnets, one device
+    trace = {"device": "host-cpu-onnxruntime", "hypervolume": 0.9, "hypervolume_trace": HV_TRACE}
+    events.append(
+        JobEvent(
+            job_id=job_id,
+            kind="metrics",
+            stage="searching",
+            data=trace,
+            message="front",
+            key="searching/host-cpu-onnxruntime",
         )
     )
     return events
@@ -437,6 +452,16 @@ def test_the_job_page_draws_every_subnet_and_each_front(
     assert browser.execute_script(
         "return document.getElementById('predictor-plot').data[1].x.length"
     ) == len(measured)
+    wait_for(
+        browser,
+        lambda d: d.execute_script(
+            "const p = document.getElementById('hypervolume-plot'); return p && p.data"
+        ),
+        "hypervolume over the search",
+    )
+    assert browser.execute_script(
+        "return document.getElementById('hypervolume-plot').data.map(t => [t.x, t.y])"
+    ) == [[[4, 8, 12], [0.61, 0.74, 0.9]]]
     browser.save_screenshot(str(screenshots / "job.png"))
 
     Select(browser.find_element(By.ID, "axis-select")).select_by_value("macs")

@@ -4,6 +4,7 @@ stored once in SQLite and PostgreSQL; specialisation for a new budget in seconds
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -171,6 +172,20 @@ def test_predictor_files_and_metrics(finished: Finished) -> None:
         if json.loads(line)["key"] == "building_predictor/holdout"
     ]
     assert holdout["data"]["rmse"] >= 0 and -1 <= holdout["data"]["kendall_tau"] <= 1
+
+
+def test_the_search_records_its_hypervolume_over_the_measured_subnets(finished: Finished) -> None:
+    lines = [json.loads(line) for line in (finished.request.job_dir / "metrics.jsonl").open()]
+    searched = {d["data"]["device"]: d["data"] for d in lines if d["key"].startswith("searching/")}
+    assert set(searched) == {HOST, BOARD}
+    for data in searched.values():
+        trace = data["hypervolume_trace"]
+        assert 2 <= len(trace) <= 20
+        evaluations, volumes = zip(*trace, strict=True)
+        assert list(evaluations) == sorted(set(evaluations)) and evaluations[-1] <= 12
+        # a growing set of points dominates at least what it dominated before
+        assert all(b >= a - 1e-12 for a, b in itertools.pairwise(volumes))
+        assert 0.0 < volumes[-1] <= 1.0
 
 
 def test_exports_exist_and_onnxruntime_runs_them(finished: Finished) -> None:

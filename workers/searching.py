@@ -144,10 +144,32 @@ def _hypervolume(space: Any, target: Target, members: list[EvaluatedSubnet]) -> 
     return normalized_hypervolume(values, ["maximize", "minimize", "minimize"], lower, upper)
 
 
+def _hypervolume_trace(
+    space: Any, target: Target, result: SearchResult, points: int = 20
+) -> list[tuple[int, float]]:
+    """(measured subnets so far, hypervolume of the feasible ones) at up to ``points`` steps of
+    a strategy that measures; empty for those that search the predictor (no order to replay)."""
+    measured = sorted(
+        (s for s in result.subnets if s.evaluation is not None and s.feasible),
+        key=lambda s: s.evaluation or 0,
+    )
+    if not measured:
+        return []
+    total = len(measured)
+    steps = sorted({max(1, round(total * (k + 1) / points)) for k in range(points)})
+    trace = []
+    for count in steps:
+        hv = _hypervolume(space, target, measured[:count])
+        if hv is not None:
+            trace.append(((measured[count - 1].evaluation or 0) + 1, hv))
+    return trace
+
+
 def _search(
     ctx: StageContext, trained: TrainedJob, targets: list[Target]
-) -> list[list[EvaluatedSubnet]]:
-    """Run the strategy once per device; the front members of each."""
+) -> tuple[list[list[EvaluatedSubnet]], list[list[tuple[int, float]]]]:
+    """Run the strategy once per device; the front members of each, and the hypervolume
+    over the search (``_hypervolume_trace``)."""
     from nas.predictors import AccuracyDataset
     from nas.search import MacsObjective, MeasuredObjective, PredictedObjective, SearchProblem
     from workers.accuracy import SubnetEvaluatorPool
@@ -162,6 +184,7 @@ def _search(
     macs = MacsObjective(space)
     pool = None
     fronts = []
+    traces = []
     try:
         if spec.kind in MEASURED_STRATEGIES:
             stored = dataset_path(ctx.job_dir)
@@ -184,6 +207,7 @@ def _search(
             result = strategy.run(problem, seed=settings.seed, progress=progress)
             members = _front_members(result, target.latency.name)
             fronts.append(members)
+            traces.append(_hypervolume_trace(space, target, result))
             best = members[0] if members else None
             shown = "" if best is None else f"; most accurate {best.values['accuracy']:.2f}%"
             ctx.log(
@@ -193,7 +217,7 @@ def _search(
     finally:
         if pool is not None:
             pool.close()
-    return fronts
+    return fronts, traces
 
 
 def _verify(
@@ -315,10 +339,10 @@ def search_fronts(ctx: StageContext) -> Path:
     )
     targets = _targets(ctx, trained.space)
     ctx.progress(0.1)
-    fronts = _search(ctx, trained, targets)
+    fronts, traces = _search(ctx, trained, targets)
     accuracy, timed = _verify(ctx, trained, targets, fronts)
     results = _results(trained, targets, fronts, accuracy, timed)
-    for front in results.fronts:
+    for front, trace in zip(results.fronts, traces, strict=True):
         best = None if front.best is None else results.subnet(front.best)
         summary = "" if best is None else f"; best {best.arch_id}"
         ctx.metrics(
@@ -328,6 +352,7 @@ def search_fronts(ctx: StageContext) -> Path:
                 "device": front.device,
                 "front_size": len(front.members),
                 "hypervolume": front.hypervolume,
+                "hypervolume_trace": [list(point) for point in trace],
                 "budget": front.budget,
                 "best": None if best is None else best.model_dump(mode="json"),
             },

@@ -363,6 +363,11 @@ export class Results {
     }
     const plot = h("div", { id: "predictor-plot", class: "plot-small" });
     const hv = h("div", { id: "hypervolume" });
+    // the searching stage logs, per device, the hypervolume after each share of its measured subnets
+    const traces = (this.events || [])
+      .filter((e) => e.kind === "metrics" && e.data && Array.isArray(e.data.hypervolume_trace) && e.data.hypervolume_trace.length)
+      .map((e) => e.data);
+    const hvPlot = h("div", { id: "hypervolume-plot", class: "plot-small" });
     parts.push(h("div", { class: "two-col" }, h("div", {}, h("h3", {}, "Predicted vs measured accuracy"),
       both.length ? plot : notice("empty", "No subnet has both a predicted and a measured accuracy.", this.fronts && this.fronts.length ? "" : "They appear with the results.")), hv));
     if (this.fronts && this.fronts.length) {
@@ -371,9 +376,20 @@ export class Results {
         { title: "Front size", class: "num", value: (f) => String(f.members.length) },
         { title: "Hypervolume", class: "num", value: (f) => fmtNum(f.hypervolume, 4) },
         { title: "Budget", value: (f) => budgetText(f.budget) },
-      ], this.fronts), h("p", { class: "muted small" }, "The final hypervolume of each front; the search records no per-generation values."));
+      ], this.fronts), traces.length ? hvPlot : h("p", { class: "muted small" },
+        "The final hypervolume of each front; this strategy searched the predictor, so there is no measured order to replay."));
     } else {
       replace(hv, h("h3", {}, "Hypervolume"), h("p", { class: "muted" }, "Known when the search has finished."));
+    }
+    if (traces.length && this.fronts && this.fronts.length) {
+      requestAnimationFrame(() => {
+        plotly().react(hvPlot, traces.map((d, i) => ({
+          x: d.hypervolume_trace.map((p) => p[0]), y: d.hypervolume_trace.map((p) => p[1]),
+          mode: "lines+markers", type: "scatter", name: d.device, line: { color: COLORS[i % COLORS.length] },
+          hovertemplate: `${d.device}<br>%{x} measured<br>hypervolume %{y:.4f}<extra></extra>`,
+        })), { height: 260, margin: { l: 55, r: 10, t: 10, b: 45 }, xaxis: { title: { text: "subnets measured" } },
+          yaxis: { title: { text: "hypervolume" } }, legend: { orientation: "h" } }, SMALL_PLOT_CONFIG);
+      });
     }
     if (both.length) {
       requestAnimationFrame(() => {
