@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from nas import __version__
+from service.api.auth import document_security
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.main import api_router
 from service.dashboard import mount_dashboard
@@ -49,5 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)
+    document_security(app, settings)
     mount_dashboard(app)
     return app

@@ -73,8 +73,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(connection: Any) -> None:
     # A deferred transaction that reads and then writes fails at once with "database is
     # locked" when another writer committed in between (the busy timeout does not apply);
-    # taking the write lock at BEGIN makes concurrent writers queue instead.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # taking the write lock at BEGIN makes concurrent writers queue instead. A connection
+    # marked ``read_only`` (the API's pure reads) takes no lock: under WAL it reads a snapshot
+    # and never waits for writers or other readers.
+    read_only = connection.get_execution_options().get("read_only", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_db_engine(url: str) -> Engine:

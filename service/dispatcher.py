@@ -37,8 +37,9 @@ from service.store import devices, leases
 from service.store.leases import OwnedJob
 from service.store.progress import record_events
 from workers.events import PollResult
-from workers.jobs import RAY_NAMESPACE, STAGES, job_actor_class
+from workers.jobs import RAY_NAMESPACE, STAGES, job_actor_class, uses_ray_train
 from workers.spec import JobRequest
+from workers.storage import ArtifactStore
 
 log = logging.getLogger("service.dispatcher")
 
@@ -304,11 +305,13 @@ class Dispatcher:
                 artifact_dir=settings.artifact_dir.resolve(),
                 data_root=settings.data_root.resolve(),
                 completed_stages=owned.completed_stages,
+                store_id=ArtifactStore(settings.artifact_dir).ensure_marker(),
                 **{
                     key: owned.spec[key]
                     for key in ("space", "preset", "dataset", "training", "search", "devices")
                 },
                 num_workers=owned.spec["num_workers"],
+                placement=owned.spec.get("placement", {}),
             )
             self._write_tables(request)
             # One CPU for the actor when it trains itself; none when it only drives Ray
@@ -317,7 +320,7 @@ class Dispatcher:
                 name=owned.ray_actor,
                 namespace=RAY_NAMESPACE,
                 lifetime="detached",
-                num_cpus=1 if request.num_workers == 1 else 0,
+                num_cpus=0 if uses_ray_train(request) else 1,
                 max_restarts=0,
             )
             handle = actor.remote(request.model_dump(mode="json"))

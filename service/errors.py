@@ -102,8 +102,17 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
 
+#: FastAPI's 400 for a body it could not decode at all (bytes that are not UTF-8): the same
+#: mistake as malformed JSON, so it gets the same 422 naming ``body`` (found by fuzzing).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+        reason = str(exc.__cause__) if isinstance(exc.__cause__, ValueError) else "unreadable"
+        body = validation_body([{"loc": ["body"], "msg": reason, "type": "json_invalid"}])
+        return JSONResponse(status_code=422, content=body)
     return JSONResponse(
         status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers
     )

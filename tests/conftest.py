@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# Ray's token auth for every Ray the tests start or join, set before anything imports Ray: a
+# process reads its auth mode once, and a local ray.init() turns token auth on by default while
+# joining a cluster by address (tests/test_multinode.py) does not. One mode for the whole run.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+
 POSTGRES_URL = os.environ.get(
     "NAS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -38,3 +38,12 @@ def test_the_query_parameters_of_the_subnet_list_are_documented() -> None:
     section = text[text.index("### `GET /api/v1/jobs/{job_id}/subnets`") :]
     section = section[: section.index("\n### ", 1)]
     assert [n for n in names if f"`{n}`" not in section] == []
+
+
+def test_every_field_of_a_job_submission_is_documented() -> None:
+    from service.api.schemas.jobs import JobCreate
+
+    text = DOCS.read_text()
+    section = text[text.index("### `POST /api/v1/jobs`") :]
+    section = section[: section.index("\n### ", 1)]
+    assert [n for n in JobCreate.model_fields if f"`{n}" not in section] == []

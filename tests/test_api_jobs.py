@@ -288,6 +288,10 @@ _BAD_JOBS: list[tuple[dict[str, Any], str]] = [
     ({"name": "x" * 101}, "name"),
     ({"num_workers": 0}, "num_workers"),
     ({"priority": 1}, "priority"),
+    ({"placement": {"strategy": "ANYWHERE"}}, "placement.strategy"),
+    ({"placement": {"resources_per_worker": {"GPU": 0}}}, "placement.resources_per_worker"),
+    ({"placement": {"resources_per_worker": {"a node": 1}}}, "placement.resources_per_worker"),
+    ({"placement": {"nodes": ["a"]}}, "placement.nodes"),
 ]
 
 

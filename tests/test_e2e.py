@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _jobs import wait_finished
 from fastapi.testclient import TestClient
 
 import search_spaces
@@ -89,16 +90,6 @@ def _spec(host_tables: Path) -> dict[str, Any]:
     }
 
 
-def _wait_finished(client: TestClient, job_id: int, timeout: float = 300.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.5)
-    pytest.fail(f"job {job_id} did not finish within {timeout:.0f} s")
-
-
 def test_submit_search_specialize_download_and_run(
     ray_local: None, host_tables: Path, database_url: str, tmp_path: Path
 ) -> None:
@@ -127,7 +118,7 @@ def test_submit_search_specialize_download_and_run(
         job_id = submitted.json()["id"]
         assert submitted.headers["location"].endswith(f"/api/v1/jobs/{job_id}")
 
-        job = _wait_finished(client, job_id)
+        job = wait_finished(client, job_id)
         assert job["state"] == "succeeded", job["error"]
         assert [s["name"] for s in job["stages"]] == [
             "training",

@@ -40,6 +40,7 @@ from workers.events import (
     StageStarted,
 )
 from workers.spec import JobRequest, StageName
+from workers.storage import ArtifactStore, StoreNotSharedError
 
 log = logging.getLogger("workers.jobs")
 
@@ -126,7 +127,7 @@ class StageContext:
         self._events.add(Metrics, **point)
 
     def _relative(self, path: Path) -> str:
-        return path.resolve().relative_to(self.request.artifact_dir.resolve()).as_posix()
+        return ArtifactStore(self.request.artifact_dir).relative(path)
 
     def artifact(self, kind: ArtifactKind, path: Path, *, arch_id: str | None = None) -> None:
         """Register a file this stage wrote under the artifact directory (``arch_id``: the
@@ -147,6 +148,11 @@ class StageContext:
         self._events.add(ResultsWritten, stage=self.stage, path=self._relative(path))
 
 
+def uses_ray_train(request: JobRequest) -> bool:
+    """Train on Ray Train workers, or in the job's actor (one worker, no placement asked)."""
+    return request.num_workers > 1 or request.placement.uses_ray_train
+
+
 def run_training(ctx: StageContext) -> None:
     """Train the supernet (``workers.training``); resumes from the checkpoint in its directory."""
     from nas.training import CHECKPOINT_NAME
@@ -160,6 +166,7 @@ def run_training(ctx: StageContext) -> None:
         training=request.training,
         output_dir=ctx.job_dir / "supernet",
         num_workers=request.num_workers,
+        placement=request.placement,
     )
     checkpoint = job.output_dir / CHECKPOINT_NAME
     if checkpoint.exists():
@@ -176,8 +183,20 @@ def run_training(ctx: StageContext) -> None:
                 data=event,
             )
 
-    train = train_local if request.num_workers == 1 else train_distributed
-    metrics = train(job, progress=report, data_root=request.data_root)
+    def worker_started(event: dict[str, Any]) -> None:
+        ctx.metrics(
+            key=f"training/worker/{event['rank']}",
+            message=f"training worker {event['rank'] + 1}/{event['world_size']} on Ray node "
+            f"{event['node_id'][:12]} ({event['host']}, {event['device']})",
+            data=event,
+        )
+
+    if uses_ray_train(request):
+        metrics = train_distributed(
+            job, progress=report, data_root=request.data_root, on_worker=worker_started
+        )
+    else:
+        metrics = train_local(job, progress=report, data_root=request.data_root)
     ctx.artifact("supernet_checkpoint", checkpoint)
     if metrics.get("max_val_acc") is not None:
         ctx.log(
@@ -226,6 +245,11 @@ def replay_metrics(request: JobRequest, events: EventLog) -> None:
 
 def run_job(request: JobRequest, events: EventLog) -> JobOutcome:
     """Run every stage not yet completed, in order; the first failure ends the attempt."""
+    if request.store_id is not None:
+        try:
+            ArtifactStore(request.artifact_dir).check_marker(request.store_id)
+        except StoreNotSharedError as exc:
+            return JobOutcome(state="failed", error=str(exc))
     replay_metrics(request, events)
     total = sum(stage.weight for stage in STAGES)
     done = 0.0
@@ -264,10 +288,14 @@ class JobActor:
     def start(self) -> dict[str, Any]:
         """Start the stages (once; later calls only answer where the work runs)."""
         if self._thread is None:
+            import ray
+
             host, pid = socket.gethostname(), os.getpid()
+            node = ray.get_runtime_context().get_node_id()[:12]
             self._events.add(
                 LogLine,
-                message=f"attempt {self._request.attempt} running on {host} (pid {pid})",
+                message=f"attempt {self._request.attempt} running on {host} "
+                f"(pid {pid}, Ray node {node})",
             )
             self._thread = threading.Thread(target=self._run, name="job-runner", daemon=True)
             self._thread.start()

@@ -6,10 +6,11 @@ knows: registered devices, the data root), so a spec that was accepted is a spec
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nas.data import DatasetSpec
 from nas.training.config import TrainingConfig
@@ -19,6 +20,10 @@ StageName = Literal["training", "building_predictor", "searching", "exporting"]
 STAGE_ORDER: tuple[StageName, ...] = ("training", "building_predictor", "searching", "exporting")
 
 SearchStrategy = Literal["linas", "evolution", "nsga2", "optuna_nsga2", "random"]
+PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]
+
+_RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
+_MAX_RESOURCE_KINDS = 16
 
 
 class Budget(BaseModel):
@@ -62,6 +67,46 @@ class SearchSettings(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
 
+class WorkerPlacement(BaseModel):
+    """Where the training stage's Ray Train workers run on a cluster: Ray's placement strategy
+    and the resources each worker reserves. Passed to Ray as they are, so a custom resource a
+    node was started with (``ray start --resources='{"big_node": 1}'``) pins workers to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: PlacementStrategy = Field(
+        default="PACK",
+        description="Ray's placement strategy for the workers: PACK (fewest nodes, the "
+        "default), SPREAD (as many nodes as possible), STRICT_PACK (one node) or "
+        "STRICT_SPREAD (one node per worker).",
+    )
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict,
+        description='Ray resources per worker, e.g. {"CPU": 4, "GPU": 1} or a custom node '
+        "resource; CPU defaults to 1. With GPU every worker trains on its own GPU.",
+    )
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _check_resources(cls, resources: dict[str, float]) -> dict[str, float]:
+        if len(resources) > _MAX_RESOURCE_KINDS:
+            raise ValueError(f"at most {_MAX_RESOURCE_KINDS} resource kinds")
+        for name, amount in resources.items():
+            if not _RESOURCE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a Ray resource name (letters, digits, '_', '.', ':', "
+                    "'/', '-'; 64 characters at most)"
+                )
+            if not 0 < amount <= 1024:
+                raise ValueError(f"{name}: an amount in (0, 1024], got {amount}")
+        return resources
+
+    @property
+    def uses_ray_train(self) -> bool:
+        """A placement was asked for: even one worker runs on Ray Train to get it."""
+        return bool(self.resources_per_worker) or self.strategy != "PACK"
+
+
 class JobRequest(BaseModel):
     """One attempt at one job, as the controller hands it to the runner."""
 
@@ -76,10 +121,16 @@ class JobRequest(BaseModel):
     search: SearchSettings
     devices: list[str]
     num_workers: int = Field(ge=1)
+    placement: WorkerPlacement = Field(default_factory=WorkerPlacement)
     artifact_dir: Path = Field(description="Absolute NAS_ARTIFACT_DIR, shared with the workers.")
     data_root: Path = Field(description="Absolute NAS_DATA_ROOT, shared with the workers.")
     completed_stages: list[StageName] = Field(
         default_factory=list, description="Stages a previous attempt finished; skipped."
+    )
+    store_id: str | None = Field(
+        default=None,
+        description="The artifact store's id (``workers.storage``): the runner checks that "
+        "its node sees the controller's NAS_ARTIFACT_DIR before it starts.",
     )
 
     @property

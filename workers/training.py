@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nas.data import DatasetSpec
 from nas.training import TrainingConfig
+from workers.spec import WorkerPlacement
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -37,7 +39,11 @@ class TrainJob(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     output_dir: Path = Path("runs/supernet")
     num_workers: int = Field(default=1, ge=1, le=1024)
-    use_gpu: bool | None = Field(default=None, description="None: when CUDA is available.")
+    use_gpu: bool | None = Field(
+        default=None,
+        description="None: when the placement asks for GPUs, or the cluster has one per worker.",
+    )
+    placement: WorkerPlacement = Field(default_factory=WorkerPlacement)
     max_failures: int = Field(default=2, ge=0, le=100)
 
 
@@ -94,6 +100,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         job.space, preset=job.preset, num_classes=data.num_classes, in_channels=data.in_channels
     )
     queue = loop_config.get("progress_queue")
+    if queue is not None:  # where each worker runs: the job log shows the placement
+        queue.put(
+            {
+                "kind": "worker",
+                "rank": rank,
+                "world_size": world,
+                "node_id": ray.get_runtime_context().get_node_id(),
+                "host": socket.gethostname(),
+                "device": str(ray.train.torch.get_device()),
+            }
+        )
     latest: dict[str, Any] = {}
     agree = _WeightsAgree() if loop_config.get("check_weights_agree") else None
     fail_after = loop_config.get("inject_failure_after_epoch")
@@ -168,20 +185,44 @@ def train_local(
     return result.history[-1].to_dict() if result.history else {}
 
 
+def _scaling(job: TrainJob, cluster_gpus: float) -> dict[str, Any]:
+    """ScalingConfig arguments: the job's placement, 1 CPU per worker unless it says more,
+    and GPUs when asked for or when the cluster has one for every worker."""
+    resources = {"CPU": 1.0, **job.placement.resources_per_worker}
+    if job.use_gpu is not None:
+        use_gpu = job.use_gpu
+    elif "GPU" in job.placement.resources_per_worker:
+        use_gpu = True
+    else:
+        use_gpu = cluster_gpus >= job.num_workers
+    if use_gpu:
+        resources.setdefault("GPU", 1.0)
+    else:
+        resources.pop("GPU", None)
+    return {
+        "num_workers": job.num_workers,
+        "use_gpu": use_gpu,
+        "resources_per_worker": resources,
+        "placement_strategy": job.placement.strategy,
+    }
+
+
 def train_distributed(
     job: TrainJob,
     *,
     progress: ProgressFn | None = None,
     data_root: str | Path | None = None,
     extra_loop_config: dict[str, Any] | None = None,
+    on_worker: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Train ``job`` on the connected Ray cluster (a local one is started when none is).
 
-    Resumes from ``output_dir/latest.pt`` when it exists; writes the final checkpoint there.
-    Returns the last epoch's metrics. ``progress`` receives every report of rank 0.
+    Resumes from ``output_dir/latest.pt`` when it exists; writes the final checkpoint there,
+    so ``output_dir`` must be on storage every node shares (``workers.storage``). Returns the
+    last epoch's metrics. ``progress`` receives every report of rank 0; ``on_worker`` one
+    event per worker start with its rank, Ray node id, host and torch device.
     """
     import ray
-    import torch
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.util.queue import Empty, Queue
@@ -192,7 +233,7 @@ def train_distributed(
         ray.init(include_dashboard=False)
     output = job.output_dir.resolve()
     output.mkdir(parents=True, exist_ok=True)
-    queue = Queue() if progress is not None else None
+    queue = Queue() if progress is not None or on_worker is not None else None
     loop_config: dict[str, Any] = {
         "job": job.model_dump(mode="json"),
         "data_root": None if data_root is None else str(data_root),
@@ -200,14 +241,13 @@ def train_distributed(
         "failure_marker": str(output),
         **(extra_loop_config or {}),
     }
-    use_gpu = torch.cuda.is_available() if job.use_gpu is None else job.use_gpu
     resume = None
     if (output / CHECKPOINT_NAME).exists():
         resume = ray.train.Checkpoint.from_directory(str(output))
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=job.num_workers, use_gpu=use_gpu),
+        scaling_config=ScalingConfig(**_scaling(job, ray.cluster_resources().get("GPU", 0.0))),
         run_config=RunConfig(
             name="supernet",
             storage_path=str(output / "ray"),
@@ -231,7 +271,10 @@ def train_distributed(
             thread.join(0.5)
             continue
         with contextlib.suppress(Empty):
-            progress(queue.get(timeout=0.5))  # type: ignore[misc]
+            event = queue.get(timeout=0.5)
+            handler = on_worker if event.get("kind") == "worker" else progress
+            if handler is not None:
+                handler(event)
     thread.join()
     if queue is not None:
         queue.shutdown()

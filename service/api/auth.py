@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.settings import Settings
@@ -91,3 +91,26 @@ def require_read(
 
 
 WriteAccess = Annotated[Principal, Depends(require_write)]
+
+
+def document_security(app: FastAPI, settings: Settings) -> None:
+    """Make the OpenAPI schema say what this configuration enforces: an operation whose token
+    is optional here (reads without NAS_READS_REQUIRE_TOKEN, everything without NAS_API_TOKENS)
+    also lists ``{}`` (anonymous) among its security requirements. Otherwise every read
+    claims to need a token, and clients and fuzzers built from the schema get it wrong."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for method, operation in operations.items():
+                required = bool(settings.api_tokens) and (
+                    method != "get" or settings.reads_require_token
+                )
+                if operation.get("security") and not required:
+                    operation["security"] = [*operation["security"], {}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -29,6 +29,14 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_read_session(request: Request) -> Iterator[Session]:
+    """For routes that only read: on SQLite their transactions take no write lock, so reads
+    neither queue behind submissions nor behind each other (see ``service.db``)."""
+    engine = request.app.state.engine.execution_options(read_only=True)
+    with request.app.state.session_factory(bind=engine) as session:
+        yield session
+
+
 def get_dispatcher(request: Request) -> Dispatcher | None:
     return getattr(request.app.state, "dispatcher", None)
 
@@ -36,6 +44,7 @@ def get_dispatcher(request: Request) -> Dispatcher | None:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
+ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 DispatcherDep = Annotated[Dispatcher | None, Depends(get_dispatcher)]
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
@@ -18,6 +17,7 @@ from service.models import TERMINAL_STATES, Device, Job, JobEvent, LatencyTable
 from service.settings import Settings
 from service.store.documents import check_finite
 from workers.spec import job_dir
+from workers.storage import ArtifactStore
 
 
 def _check_devices(session: Session, body: JobCreate) -> None:
@@ -191,7 +191,8 @@ def delete_job(session: Session, settings: Settings, job_id: int) -> None:
             "can be deleted; cancel it first"
         )
     session.commit()
-    shutil.rmtree(job_dir(settings.artifact_dir, job_id), ignore_errors=True)
+    store = ArtifactStore(settings.artifact_dir)
+    store.remove_tree(store.relative(job_dir(store.root, job_id)))
 
 
 def list_events(session: Session, job_id: int, *, after: int, limit: int) -> list[JobEvent]:

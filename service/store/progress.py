@@ -28,6 +28,7 @@ from workers.events import (
 )
 from workers.results import read_results
 from workers.spec import STAGE_ORDER
+from workers.storage import ArtifactStore
 
 
 def _stage(session: Session, job_id: int, name: str) -> JobStage | None:
@@ -133,12 +134,8 @@ def _record_results(
     cannot be read is logged as an error (the job's other records still count)."""
     if artifact_dir is None:
         raise ValueError("artifact_dir: required to record a results event")
-    root = artifact_dir.resolve()
-    path = (root / event.path).resolve()
     try:
-        if not path.is_relative_to(root):
-            raise ValueError(f"{event.path}: outside the artifact directory")
-        results = read_results(path)
+        results = read_results(ArtifactStore(artifact_dir).path(event.path))
     except ValueError as exc:
         level, message = "error", f"results could not be recorded: {exc}"
     else:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from nas.hardware.device import NAME_PATTERN
 from nas.hardware.table import LatencyTable
 from service.api.auth import WriteAccess
-from service.api.deps import MAX_ID, SessionDep
+from service.api.deps import MAX_ID, ReadSessionDep, SessionDep
 from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
 from service.api.schemas.devices import (
     DevicePublic,
@@ -29,14 +29,14 @@ DeviceName = Annotated[
 
 
 @router.get("", response_model=DevicesPublic)
-def list_devices(session: SessionDep) -> DevicesPublic:
+def list_devices(session: ReadSessionDep) -> DevicesPublic:
     """List the built-in host devices and the registered ones."""
     devices = store.list_devices(session)
     return DevicesPublic(data=devices, count=len(devices))
 
 
 @router.get("/{name}", response_model=DevicePublic, responses=_NOT_FOUND)
-def read_device(name: DeviceName, session: SessionDep) -> DevicePublic:
+def read_device(name: DeviceName, session: ReadSessionDep) -> DevicePublic:
     """Read one device and the latency tables stored for it."""
     return store.get_device(session, name)
 
@@ -86,7 +86,7 @@ def upload_table(
 def read_table(
     name: DeviceName,
     table_id: Annotated[int, Path(ge=1, le=MAX_ID, description="The table's id.")],
-    session: SessionDep,
+    session: ReadSessionDep,
 ) -> LatencyTablePublic:
     """Read one stored latency table with its content."""
     return LatencyTablePublic.model_validate(store.get_table(session, name, table_id))

@@ -7,7 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from service.api.auth import WriteAccess
-from service.api.deps import MAX_ID, DispatcherDep, JobId, Limit, Offset, SessionDep, SettingsDep
+from service.api.deps import (
+    MAX_ID,
+    DispatcherDep,
+    JobId,
+    Limit,
+    Offset,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+)
 from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
 from service.api.schemas.jobs import (
     JobCreate,
@@ -65,7 +74,7 @@ def submit_job(
 
 @router.get("", response_model=JobsPublic)
 def list_jobs(
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
     state: Annotated[
@@ -83,7 +92,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=_NOT_FOUND)
-def read_job(job_id: JobId, session: SessionDep) -> JobPublic:
+def read_job(job_id: JobId, session: ReadSessionDep) -> JobPublic:
     """Read one job: state, stage, progress, per-stage timestamps, error."""
     return JobPublic.model_validate(store.get_job(session, job_id))
 
@@ -130,7 +139,7 @@ def delete_job(
 @router.get("/{job_id}/logs", response_model=JobLogsPublic, responses=_NOT_FOUND)
 def read_job_logs(
     job_id: JobId,
-    session: SessionDep,
+    session: ReadSessionDep,
     after: Annotated[
         int, Query(ge=0, le=MAX_ID, description="Only lines after this id (a cursor).")
     ] = 0,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from nas.hardware.device import NAME_PATTERN
-from service.api.deps import JobId, Limit, Offset, SessionDep
+from service.api.deps import JobId, Limit, Offset, ReadSessionDep
 from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
 from service.api.schemas.results import (
     FrontPublic,
@@ -28,14 +28,14 @@ DeviceName = Annotated[
 
 
 @router.get("/fronts", response_model=FrontsPublic, responses=_NOT_FOUND)
-def list_fronts(job_id: JobId, session: SessionDep) -> FrontsPublic:
+def list_fronts(job_id: JobId, session: ReadSessionDep) -> FrontsPublic:
     """The job's Pareto fronts, one per device, members ordered along each front."""
     fronts = store.list_fronts(session, job_id)
     return FrontsPublic(data=fronts, count=len(fronts))
 
 
 @router.get("/fronts/{device}", response_model=FrontPublic, responses={**_NOT_FOUND, **_NOT_YET})
-def read_front(job_id: JobId, device: DeviceName, session: SessionDep) -> FrontPublic:
+def read_front(job_id: JobId, device: DeviceName, session: ReadSessionDep) -> FrontPublic:
     """The job's Pareto front on one device, with its budget and best member."""
     return store.get_front(session, job_id, device)
 
@@ -43,7 +43,7 @@ def read_front(job_id: JobId, device: DeviceName, session: SessionDep) -> FrontP
 @router.get("/subnets", response_model=SubnetsPublic, responses=_NOT_FOUND)
 def list_subnets(
     job_id: JobId,
-    session: SessionDep,
+    session: ReadSessionDep,
     sort: Annotated[
         SortKey, Query(description="accuracy (measured, else predicted), macs, params, latency.")
     ] = "accuracy",

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from nas.data import DatasetSpec
-from service.api.deps import MAX_ID, SessionDep, SettingsDep
+from service.api.deps import MAX_ID, ReadSessionDep, SessionDep, SettingsDep
 from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
 from service.api.schemas.results import DOWNLOAD_FORMATS, DownloadFormat, SubnetDetailPublic
 from service.errors import ConflictError
@@ -22,6 +22,7 @@ from service.settings import Settings
 from service.store import results_read as store
 from service.store.jobs import get_job
 from workers.spec import job_dir
+from workers.storage import ArtifactStore
 
 router = APIRouter(prefix="/subnets", tags=["subnets"], responses=COMMON_RESPONSES)
 _NOT_FOUND = {404: {"model": ErrorPublic, "description": "No such subnet."}}
@@ -41,13 +42,10 @@ def _export_lock(subnet_id: int) -> threading.Lock:
 
 def _stored_file(settings: Settings, artifact: Artifact | None) -> Path | None:
     """The artifact's file, if it is still there (and inside NAS_ARTIFACT_DIR)."""
-    if artifact is None:
+    store = ArtifactStore(settings.artifact_dir)
+    if artifact is None or not store.exists(artifact.path):
         return None
-    root = settings.artifact_dir.resolve()
-    path = (root / artifact.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        return None
-    return path
+    return store.path(artifact.path)
 
 
 def _export_dir_name(arch_id: str, subnet_id: int) -> str:
@@ -91,14 +89,14 @@ def _export(session: Session, settings: Settings, subnet: Subnet, fmt: DownloadF
         job_id=job_id,
         subnet_id=subnet_id,
         kind=DOWNLOAD_FORMATS[fmt].kind,
-        path=exported.path.resolve().relative_to(settings.artifact_dir.resolve()).as_posix(),
+        path=ArtifactStore(settings.artifact_dir).relative(exported.path),
         sha256=exported.sha256,
         size_bytes=exported.size_bytes,
     )
 
 
 @router.get("/{subnet_id}", response_model=SubnetDetailPublic, responses=_NOT_FOUND)
-def read_subnet(subnet_id: SubnetId, session: SessionDep) -> SubnetDetailPublic:
+def read_subnet(subnet_id: SubnetId, session: ReadSessionDep) -> SubnetDetailPublic:
     """One subnet with its latencies per device, its files and the fronts it is on."""
     return store.get_subnet(session, subnet_id)
 

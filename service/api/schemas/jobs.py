@@ -14,9 +14,18 @@ from nas.hardware.device import NAME_PATTERN
 from nas.training.config import TrainingConfig
 from service.api.schemas.common import Line
 from service.models import JobState
-from workers.spec import SearchSettings, StageName
+from workers.spec import SearchSettings, StageName, WorkerPlacement
 
 DEFAULT_DEVICES = ["host-cpu-onnxruntime"]
+EXAMPLE: dict[str, Any] = {
+    "name": "digits on bignas",
+    "space": "bignas",
+    "preset": "tiny",
+    "dataset": {"kind": "digits"},
+    "training": {"epochs": 10, "batch_size": 32, "sampler": "sandwich"},
+    "search": {"budgets": {"host-cpu-onnxruntime": {"latency_ms": 5.0}}},
+    "devices": ["host-cpu-onnxruntime", "host-cpu-torch"],
+}
 
 
 class JobCreate(BaseModel):
@@ -26,10 +35,14 @@ class JobCreate(BaseModel):
     when the job is submitted (``service.store.jobs.create_job``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # The example doubles as the fuzzer's first (explicit) case: one submission that passes.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE]})
 
     name: Line = Field(min_length=1, max_length=100, description="For people; not unique.")
-    space: str = Field(description="A registered search space (GET /api/v1/spaces).")
+    space: str = Field(
+        description="A registered search space (GET /api/v1/spaces).",
+        json_schema_extra={"enum": search_spaces.names()},
+    )
     preset: str = Field(default="tiny", description="A preset of the space.")
     dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -42,6 +55,11 @@ class JobCreate(BaseModel):
     )
     num_workers: int = Field(
         default=1, ge=1, le=64, description="Ray Train workers of the training stage."
+    )
+    placement: WorkerPlacement = Field(
+        default_factory=WorkerPlacement,
+        description="Where the training workers run on a Ray cluster: placement strategy and "
+        "resources per worker (GPUs, custom node resources).",
     )
 
     @field_validator("space")
