@@ -232,6 +232,29 @@ def test_job_specs_bound_the_number_of_devices_and_budgets(client: TestClient) -
     assert client.get("/api/v1/jobs").json()["count"] == 0
 
 
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        (
+            {"training": {"batch_size": 4096}, "dataset": {"kind": "digits", "resolution": 512}},
+            "training.batch_size",
+        ),
+        (
+            {"dataset": {"kind": "synthetic", "resolution": 256, "num_samples": 1_000_000}},
+            "dataset.num_samples",
+        ),
+    ],
+)
+def test_job_specs_bound_the_memory_their_fields_multiply_to(
+    client: TestClient, changes: dict[str, Any], field: str
+) -> None:
+    response = client.post("/api/v1/jobs", json={**SPEC, **changes}, headers=AUTH)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"][0]
+    assert detail["field"] == field and "allowed values: <=" in detail["msg"]
+    assert client.get("/api/v1/jobs").json()["count"] == 0
+
+
 # --- deserialisation -----------------------------------------------------------------------------
 
 

@@ -17,6 +17,9 @@ from service.models import JobState
 from workers.spec import SearchSettings, StageName, WorkerPlacement
 
 DEFAULT_DEVICES = ["host-cpu-onnxruntime"]
+#: float32 bytes of one input batch / of a generated dataset a job may ask for.
+MAX_BATCH_BYTES = 2 * 2**30
+MAX_DATASET_BYTES = 8 * 2**30
 EXAMPLE: dict[str, Any] = {
     "name": "digits on bignas",
     "space": "bignas",
@@ -96,7 +99,31 @@ class JobCreate(BaseModel):
             raise ValueError(
                 f"search.budgets: {extra} not in devices; allowed values: {self.devices}"
             )
+        self._check_memory()
         return self
+
+    def _check_memory(self) -> None:
+        """Each field has its own bound, but their products do not: a batch of 65,536 images
+        of 1,024 px, or a million synthetic ones, would exhaust a worker's memory. Bound the
+        float32 bytes of one input batch and of a generated dataset."""
+        data = self.dataset
+        image = data.channels * data.resolution**2 * 4
+        batch = self.training.batch_size * image
+        if batch > MAX_BATCH_BYTES:
+            largest = MAX_BATCH_BYTES // image
+            raise ValueError(
+                f"training.batch_size: {self.training.batch_size} images of {data.channels}x"
+                f"{data.resolution}x{data.resolution} are {batch / 2**30:.1f} GiB per batch; "
+                f"allowed values: <= {largest} at this resolution"
+            )
+        if data.num_samples is not None and data.num_samples * image > MAX_DATASET_BYTES:
+            largest = MAX_DATASET_BYTES // image
+            raise ValueError(
+                f"dataset.num_samples: {data.num_samples} images of {data.channels}x"
+                f"{data.resolution}x{data.resolution} are "
+                f"{data.num_samples * image / 2**30:.1f} GiB; allowed values: <= {largest} "
+                "at this resolution"
+            )
 
 
 class StagePublic(BaseModel):
