@@ -80,6 +80,11 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+#: Seconds to wait for a new PostgreSQL connection (unless the URL sets ``connect_timeout``):
+#: with the server down or unreachable a request is a quick 503, not a hang.
+CONNECT_TIMEOUT_S = 5
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine for ``url``; a SQLite file's directory is created, PostgreSQL connections are
     checked before use so a restarted server does not hand out dead connections."""
@@ -91,7 +96,10 @@ def create_db_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args = (
+        {} if "connect_timeout" in parsed.query else {"connect_timeout": CONNECT_TIMEOUT_S}
+    )
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def create_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _jobs import wait_until
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -259,13 +260,7 @@ def ray_cluster() -> Iterator[Any]:
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = 400.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    return wait_until(what, check, timeout)
 
 
 def _job(client: TestClient, job_id: int) -> dict[str, Any]:

@@ -12,6 +12,8 @@ so the controller can import this module cheaply.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -183,11 +185,25 @@ def run_training(ctx: StageContext) -> None:
                 data=event,
             )
 
+    starts = 0
+
     def worker_started(event: dict[str, Any]) -> None:
+        nonlocal starts
+        if event["rank"] == 0:
+            starts += 1
+            if starts > 1:  # FailureConfig started the workers again: one of them failed
+                epoch = event.get("resumed_from_epoch")
+                where = f"the checkpoint of epoch {epoch}" if epoch else "the start (no checkpoint)"
+                ctx.log(
+                    f"training workers restarted after a worker failed (restart {starts - 1} of "
+                    f"at most {job.max_failures}); resuming from {where}",
+                    level="warning",
+                )
         ctx.metrics(
             key=f"training/worker/{event['rank']}",
             message=f"training worker {event['rank'] + 1}/{event['world_size']} on Ray node "
-            f"{event['node_id'][:12]} ({event['host']}, {event['device']})",
+            f"{event['node_id'][:12]} ({event['host']}, pid {event.get('pid')}, "
+            f"{event['device']})",
             data=event,
         )
 
@@ -243,6 +259,29 @@ def replay_metrics(request: JobRequest, events: EventLog) -> None:
             continue
 
 
+#: Errors of a write the filesystem refused (rather than a bug or a bad input).
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+
+
+def failure_reason(exc: BaseException, artifact_dir: Path) -> str:
+    """The error a user reads when a stage fails. A refused write names its file where the
+    error knows it; any failure while the artifact directory is full or read-only says so,
+    because torch and the exporters report a full disk as a RuntimeError of their own."""
+    store = ArtifactStore(artifact_dir)
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        where = "a file" if exc.filename is None else str(exc.filename)
+        if exc.filename is not None:
+            with contextlib.suppress(ValueError):  # a file outside the store: its full name
+                where = store.relative(where)
+        reason = f"could not write {where}: {exc.strerror}"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    problem = store.write_problem()
+    return reason if problem is None else f"{reason}; NAS_ARTIFACT_DIR {store.root} {problem}"
+
+
 def run_job(request: JobRequest, events: EventLog) -> JobOutcome:
     """Run every stage not yet completed, in order; the first failure ends the attempt."""
     if request.store_id is not None:
@@ -264,9 +303,8 @@ def run_job(request: JobRequest, events: EventLog) -> JobOutcome:
             stage.run(ctx)
         except Exception as exc:
             log.exception("job %s: stage %s failed", request.job_id, stage.name)
-            return JobOutcome(
-                state="failed", error=f"{type(exc).__name__}: {exc}", stage=stage.name
-            )
+            error = failure_reason(exc, request.artifact_dir)
+            return JobOutcome(state="failed", error=error, stage=stage.name)
         ctx.progress(1.0)
         events.add(StageFinished, stage=stage.name)
         done += share

@@ -33,8 +33,12 @@ def write_atomically(path: Path, data: bytes) -> None:
     """A reader (or a resumed attempt) sees the whole file or none of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def pool_size(wanted: int) -> int:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 MARKER_NAME = ".nas-store-id"
+#: Less free space than this counts as a full store (one supernet checkpoint is larger).
+LOW_SPACE_BYTES = 1 << 20
 
 
 class StoreNotSharedError(RuntimeError):
@@ -68,6 +70,18 @@ class ArtifactStore:
 
     def read_bytes(self, relative: str | Path) -> bytes:
         return self.path(relative).read_bytes()
+
+    def write_problem(self) -> str | None:
+        """Why nothing can be written under the root now (its filesystem is read-only or
+        full), or None: turns a failed write into a reason an operator can act on."""
+        try:
+            stats = os.statvfs(self.root)
+        except OSError as exc:
+            return f"cannot be read: {exc.strerror}"
+        if stats.f_flag & os.ST_RDONLY:
+            return "is on a read-only file system"
+        free = stats.f_bavail * stats.f_frsize
+        return f"is full ({free} bytes free)" if free < LOW_SPACE_BYTES else None
 
     def remove_tree(self, relative: str | Path) -> None:
         """Delete a directory and everything in it (a deleted job's files); missing is fine."""

@@ -11,6 +11,7 @@ reports a checkpoint every epoch; ``FailureConfig`` restarts the workers from th
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import tempfile
@@ -100,7 +101,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         job.space, preset=job.preset, num_classes=data.num_classes, in_channels=data.in_channels
     )
     queue = loop_config.get("progress_queue")
-    if queue is not None:  # where each worker runs: the job log shows the placement
+    state: dict[str, Any] | None = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:  # a resumed attempt, or workers restarted after one failed
+        with checkpoint.as_directory() as directory:
+            state = load_checkpoint(directory)
+    if queue is not None:  # where each worker runs and what it resumed: the job log shows it
         queue.put(
             {
                 "kind": "worker",
@@ -108,7 +114,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 "world_size": world,
                 "node_id": ray.get_runtime_context().get_node_id(),
                 "host": socket.gethostname(),
+                "pid": os.getpid(),
                 "device": str(ray.train.torch.get_device()),
+                "resumed_from_epoch": None if state is None else state["epoch"],
             }
         )
     latest: dict[str, Any] = {}
@@ -152,10 +160,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         sync=_average if world > 1 else None,
         device=ray.train.torch.get_device(),
     )
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            trainer.load_state_dict(load_checkpoint(directory))
+    if state is not None:
+        trainer.load_state_dict(state)
     trainer.fit()
 
 

@@ -58,8 +58,12 @@ def save_checkpoint(state: dict[str, Any], directory: str | Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / CHECKPOINT_NAME
     tmp = target.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, target)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, target)
+    except BaseException:  # a full disk: keep the last complete checkpoint, drop the half
+        tmp.unlink(missing_ok=True)
+        raise
     return target
 
 
