@@ -43,9 +43,29 @@ def plotly_url() -> str:
     return f"/vendor/plotly-{plotly_bundle()[1]}.min.js"
 
 
+#: Each page: its title, and whether it draws plots (then Plotly.js loads before its script).
+_PAGES: dict[str, tuple[str, bool]] = {
+    "jobs": ("Jobs", False),
+    "job": ("Job", True),
+    "compare": ("Compare fronts", True),
+    "devices": ("Devices", False),
+}
+
+
 @cache
 def _page_html(name: str) -> str:
-    return (PAGES_DIR / f"{name}.html").read_text().replace("{{plotly_url}}", plotly_url())
+    """One skeleton (header, nav, token box, banner) for every page; only the title, the
+    scripts and the ``data-page`` differ."""
+    title, plots = _PAGES[name]
+    scripts = [f'    <script src="{plotly_url()}" defer></script>'] if plots else []
+    scripts.append(f'    <script type="module" src="/static/{name}.js"></script>')
+    return (
+        (PAGES_DIR / "page.html")
+        .read_text()
+        .replace("{{title}}", title)
+        .replace("{{scripts}}", "\n".join(scripts))
+        .replace("{{page}}", name)
+    )
 
 
 def _page(name: str) -> HTMLResponse:
