@@ -10,7 +10,12 @@ cores. Never imports ``workers`` or ``service``; torch only where a supernet is 
 from __future__ import annotations
 
 from nas.search.archive import Archive, BudgetExhaustedError
-from nas.search.hypervolume import hypervolume, normalize, normalized_hypervolume
+from nas.search.hypervolume import (
+    hypervolume,
+    hypervolume_gains_2d,
+    normalize,
+    normalized_hypervolume,
+)
 from nas.search.objectives import (
     DIRECTIONS,
     Direction,
@@ -92,6 +97,7 @@ __all__ = [
     "default_operators",
     "dominance_matrix",
     "hypervolume",
+    "hypervolume_gains_2d",
     "make_strategy",
     "non_dominated_sort",
     "normalize",

@@ -62,6 +62,21 @@ def _hv2(points: np.ndarray, reference: np.ndarray) -> float:
     return float(np.sum((right - x) * (reference[1] - best_y)))
 
 
+def hypervolume_gains_2d(
+    front: np.ndarray, points: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """Hypervolume each of ``points`` would add to the non-dominated 2-D ``front`` (both
+    minimised), all at once: the area between each point and the front's staircase."""
+    front = front[np.argsort(front[:, 0], kind="stable")] if len(front) else front
+    lefts = np.concatenate([[-np.inf], front[:, 0]])
+    rights = np.concatenate([front[:, 0], [reference[0]]])
+    heights = np.concatenate([[reference[1]], front[:, 1]])
+    x = np.minimum(points[..., 0], reference[0])[..., None]
+    y = np.minimum(points[..., 1], reference[1])[..., None]
+    width = np.clip(np.minimum(rights, reference[0]) - np.maximum(lefts, x), 0.0, None)
+    return (width * np.clip(heights - y, 0.0, None)).sum(axis=-1)
+
+
 def _hv(points: np.ndarray, reference: np.ndarray) -> float:
     m = points.shape[1]
     if m == 1:
