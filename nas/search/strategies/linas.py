@@ -15,6 +15,7 @@ the default strategy for new jobs.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -172,13 +173,8 @@ class Linas(SearchStrategy[LinasConfig]):
         """
         minimised = to_minimization(guesses, problem.directions)
         order = survivor_order(minimised, population.violation)
-        fresh: list[int] = []
-        taken: set[bytes] = set()
-        for i in order:
-            key = population.keys[i]
-            if key not in archive and key not in taken and population.violation[i] <= 0:
-                fresh.append(int(i))
-                taken.add(key)
+        fresh = _unmeasured(population, archive, order)
+        taken = {population.keys[i] for i in fresh}
         chosen = fresh[:wanted]
         if self.config.selection == "hypervolume" and fresh:
             measured = to_minimization(archive.values(), problem.directions)
@@ -217,12 +213,8 @@ class Linas(SearchStrategy[LinasConfig]):
         ``pool_samples`` random unmeasured networks; after each pick its predicted point
         joins the front (the "believer" batch heuristic), so a batch spreads out.
         """
-        taken = set(archive.keys())
-        keep: list[int] = []
-        for i, key in enumerate(population.keys):
-            if key not in taken and population.violation[i] <= 0:
-                keep.append(i)
-                taken.add(key)
+        keep = _unmeasured(population, archive, range(len(population)))
+        taken = set(archive.keys()) | {population.keys[i] for i in keep}
         parts, means = [population.take(np.array(keep, dtype=np.int64))], [guesses[keep]]
         if self.config.pool_samples:  # random draws only, a few rounds: bounded when tight
             extra = breed(
@@ -246,15 +238,15 @@ class Linas(SearchStrategy[LinasConfig]):
         measured = measured[archive.candidates().violation <= 0]
         if mean.shape[1] == 2:
             draws = rng.standard_normal((_DRAWS, 2)) * sigma
-            chosen = _greedy_expected_hypervolume(measured, mean, draws, wanted)
+            chosen = _greedy_hypervolume(measured, mean, wanted, draws)
         else:  # exact hypervolume beyond 2-D costs ~1 ms a call: one optimistic point each
             hopeful = mean - sigma
             shortlist = survivor_order(hopeful, pool.violation)[:_SHORTLIST]
             picked = _greedy_hypervolume(measured, hopeful[shortlist], wanted)
             chosen = [int(shortlist[i]) for i in picked]
         if len(chosen) < wanted:  # nothing left that could add: the best predicted, in order
-            order = survivor_order(mean, pool.violation)
-            chosen += [int(i) for i in order if int(i) not in set(chosen)][: wanted - len(chosen)]
+            order, already = survivor_order(mean, pool.violation), set(chosen)
+            chosen += [int(i) for i in order if int(i) not in already][: wanted - len(chosen)]
         return pool.take(np.array(chosen, dtype=np.int64))
 
 
@@ -276,37 +268,28 @@ def _error_scale(errors: list[np.ndarray], values: np.ndarray, measured: list[in
     return sigma
 
 
-def _greedy_expected_hypervolume(
-    measured: np.ndarray, mean: np.ndarray, draws: np.ndarray, wanted: int
+def _unmeasured(population: Candidates, archive: Archive, order: Iterable[int]) -> list[int]:
+    """Indices of ``population``'s feasible networks not yet measured, in ``order``, each
+    network once."""
+    fresh: list[int] = []
+    seen: set[bytes] = set()
+    for i in order:
+        key = population.keys[i]
+        if key not in archive and key not in seen and population.violation[i] <= 0:
+            fresh.append(int(i))
+            seen.add(key)
+    return fresh
+
+
+def _greedy_hypervolume(
+    measured: np.ndarray, candidates: np.ndarray, wanted: int, draws: np.ndarray | None = None
 ) -> list[int]:
-    """Up to ``wanted`` indices of ``mean`` (2 objectives), each with the largest expected gain
-    (over ``mean + draws``) on the measured front plus the means picked before it."""
-    points = np.vstack([measured, mean])
-    low, span = points.min(axis=0), np.ptp(points, axis=0)
-    span[span == 0] = 1.0
-    reference = np.full(points.shape[1], 1.1)
-    front = (measured - low) / span
-    front = front[pareto_mask(front)] if len(front) else front
-    samples = (mean[:, None, :] + draws[None, :, :] - low) / span  # [pool, draws, M]
-    chosen: list[int] = []
-    available = np.ones(len(mean), dtype=bool)
-    while available.any() and len(chosen) < wanted:
-        gains = hypervolume_gains_2d(front, samples, reference).mean(axis=1)
-        gains[~available] = -1.0
-        best = int(np.argmax(gains))
-        if gains[best] <= 1e-12:
-            break
-        chosen.append(best)
-        available[best] = False
-        front = np.vstack([front, (mean[best] - low) / span])
-        front = front[pareto_mask(front)]
-    return chosen
-
-
-def _greedy_hypervolume(measured: np.ndarray, candidates: np.ndarray, wanted: int) -> list[int]:
     """Indices of up to ``wanted`` candidates, each adding the most hypervolume to the front
     of ``measured`` plus those chosen before it; stops when none adds any. Objectives are
-    scaled by the range of all points, the reference point 10% beyond the worst."""
+    scaled by the range of all points, the reference point 10% beyond the worst.
+
+    With ``draws`` (2 objectives only) a candidate's gain is its mean over ``candidate +
+    draws`` (the expected gain); the front still grows by the candidate's own point."""
     points = np.vstack([measured, candidates])
     low, span = points.min(axis=0), np.ptp(points, axis=0)
     span[span == 0] = 1.0
@@ -314,16 +297,22 @@ def _greedy_hypervolume(measured: np.ndarray, candidates: np.ndarray, wanted: in
     front = (measured - low) / span
     scaled = (candidates - low) / span
     front = front[pareto_mask(front)] if len(front) else front
-    base = hypervolume(front, reference) if len(front) else 0.0
+    samples = None if draws is None else (candidates[:, None, :] + draws[None] - low) / span
     chosen: list[int] = []
     left = list(range(len(scaled)))
     while left and len(chosen) < wanted:
-        gains = np.array([hypervolume(np.vstack([front, scaled[i]]), reference) for i in left])
+        if samples is None:
+            base = hypervolume(front, reference) if len(front) else 0.0
+            gains = (
+                np.array([hypervolume(np.vstack([front, scaled[i]]), reference) for i in left])
+                - base
+            )
+        else:
+            gains = hypervolume_gains_2d(front, samples[left], reference).mean(axis=1)
         best = int(np.argmax(gains))
-        if gains[best] - base <= 1e-12:
+        if gains[best] <= 1e-12:
             break
         chosen.append(left.pop(best))
         front = np.vstack([front, scaled[chosen[-1]]])
         front = front[pareto_mask(front)]
-        base = float(gains[best])
     return chosen
