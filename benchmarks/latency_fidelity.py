@@ -34,6 +34,7 @@ from nas.hardware.fidelity import Fidelity, fit_line
 from nas.hardware.profile import (
     ProfilePlan,
     Validation,
+    calibration_blocks,
     fit_calibration,
     profile,
     sample_archs,
@@ -53,9 +54,10 @@ def score(table: LatencyTable, statistic: str, result: Validation) -> tuple[Fide
         )
         for point in table.calibration_points
     ]
-    calibration = fit_calibration(points, statistic)  # type: ignore[arg-type]
+    blocks = calibration_blocks(sums, table)
+    calibration = fit_calibration(points, blocks, statistic)  # type: ignore[arg-type]
     archs = [space.arch_from_dict(a) for a in result.archs]
-    predicted = calibration.apply(sums.block_sums(archs))
+    predicted = calibration.apply(sums.block_sums(archs), sums.block_counts(archs))
     measured = np.array([getattr(m, f"{statistic}_ms") for m in result.measurements])
     slope, intercept = fit_line(
         np.array([p.macs for p in points], dtype=np.float64),

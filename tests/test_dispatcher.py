@@ -72,7 +72,7 @@ def host_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _profiled_once(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     """Jobs on Ray find the host table in their artifact directory instead of profiling it
     again (``_settings`` puts the artifact directory at ``tmp_path / "var"``)."""
-    if "ray_cluster" in request.fixturenames:
+    if "ray_local" in request.fixturenames:
         shutil.copytree(request.getfixturevalue("host_tables"), tmp_path / "var" / "tables")
 
 
@@ -251,14 +251,6 @@ def test_the_runner_stages_follow_the_job_lifecycle() -> None:
 # --- real jobs on a local Ray ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def _wait(what: str, check: Callable[[], Any], timeout: float = 400.0) -> Any:
     return wait_until(what, check, timeout)
 
@@ -302,7 +294,7 @@ def _process_gone(pid: int) -> bool:
 
 
 def test_a_tiny_job_runs_to_success_through_the_api(
-    ray_cluster: Any, database_url: str, tmp_path: Path
+    ray_local: Any, database_url: str, tmp_path: Path
 ) -> None:
     upgrade_database(database_url)
     settings = _settings(database_url, tmp_path, dispatcher_enabled=True)
@@ -337,10 +329,10 @@ def test_a_tiny_job_runs_to_success_through_the_api(
     import hashlib
 
     assert row.sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    assert _actor_gone(ray_cluster, leases.actor_name(job_id, 1))  # cleaned up after success
+    assert _actor_gone(ray_local, leases.actor_name(job_id, 1))  # cleaned up after success
 
 
-def test_a_stage_that_fails_fails_the_job_with_its_reason(ray_cluster: Any, tmp_path: Path) -> None:
+def test_a_stage_that_fails_fails_the_job_with_its_reason(ray_local: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     upgrade_database(url)
     settings = _settings(url, tmp_path, dispatcher_enabled=True)
@@ -356,7 +348,7 @@ def test_a_stage_that_fails_fails_the_job_with_its_reason(ray_cluster: Any, tmp_
     assert logs[-1]["level"] == "error" and "failed in stage training" in logs[-1]["message"]
 
 
-def test_cancel_stops_the_ray_work_within_10_seconds(ray_cluster: Any, tmp_path: Path) -> None:
+def test_cancel_stops_the_ray_work_within_10_seconds(ray_local: Any, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     upgrade_database(url)
     settings = _settings(url, tmp_path, dispatcher_enabled=True)
@@ -365,12 +357,12 @@ def test_cancel_stops_the_ray_work_within_10_seconds(ray_cluster: Any, tmp_path:
         job_id = client.post("/api/v1/jobs", json=long).json()["id"]
         _wait("training to start", lambda: _job(client, job_id)["stages"])
         name = leases.actor_name(job_id, 1)
-        where = ray_cluster.get(ray_cluster.get_actor(name, namespace=RAY_NAMESPACE).start.remote())
+        where = ray_local.get(ray_local.get_actor(name, namespace=RAY_NAMESPACE).start.remote())
         assert not _process_gone(where["pid"])
         asked = time.monotonic()
         response = client.post(f"/api/v1/jobs/{job_id}/cancel")
         assert response.status_code == 202 and response.json()["cancel_requested"] is True
-        _wait("the actor to go", lambda: _actor_gone(ray_cluster, name), timeout=10)
+        _wait("the actor to go", lambda: _actor_gone(ray_local, name), timeout=10)
         _wait("its process to exit", lambda: _process_gone(where["pid"]), timeout=10)
         job = _wait("the job to be cancelled", lambda: _finished(client, job_id), timeout=10)
         took = time.monotonic() - asked
@@ -414,7 +406,7 @@ def _restart_mid_job(
 
 
 def test_a_restarted_controller_keeps_watching_work_that_still_runs(
-    ray_cluster: Any, tmp_path: Path
+    ray_local: Any, tmp_path: Path
 ) -> None:
     """The Ray cluster outlives the controller: the new one adopts the running actor."""
     job, logs, epochs, _ = _restart_mid_job(
@@ -430,15 +422,13 @@ def test_a_restarted_controller_keeps_watching_work_that_still_runs(
 
 
 def test_a_restarted_controller_resumes_lost_work_from_its_checkpoint(
-    ray_cluster: Any, tmp_path: Path
+    ray_local: Any, tmp_path: Path
 ) -> None:
     """The Ray work is gone (as when the local Ray stops with its controller): the job is
     queued again and its training resumes from the last epoch checkpoint."""
 
     def lose_the_work(job_id: int) -> None:
-        ray_cluster.kill(
-            ray_cluster.get_actor(leases.actor_name(job_id, 1), namespace=RAY_NAMESPACE)
-        )
+        ray_local.kill(ray_local.get_actor(leases.actor_name(job_id, 1), namespace=RAY_NAMESPACE))
 
     job, logs, epochs, settings = _restart_mid_job(
         tmp_path, epochs=4, wait_epochs=2, between=lose_the_work

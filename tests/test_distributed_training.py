@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,8 @@ CONFIG = TrainingConfig(
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def two_worker_run(
-    ray_cluster: None, tmp_path_factory: pytest.TempPathFactory
+    ray_local: None, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
     """Two gloo workers; one injected crash after epoch 1 that FailureConfig recovers from."""
     output = tmp_path_factory.mktemp("two-workers")

@@ -9,7 +9,6 @@ import hashlib
 import io
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,6 @@ TOKEN = "e2e-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 HOST, BOARD = "host-cpu-torch", "board"
 SPACE = "ofa_mbv3"
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

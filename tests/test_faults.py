@@ -102,14 +102,6 @@ def host_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return artifact_dir / "tables"
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def _wait(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
     return wait_until(what, check, timeout)
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -164,9 +165,17 @@ def test_vectorised_prediction_equals_the_per_arch_sum(host_table: LatencyTable)
     sums = predictor.block_sums(archs)
     reference = np.array([predictor.reference_sum(a) for a in archs])
     np.testing.assert_allclose(sums, reference, rtol=1e-12, atol=1e-12)
+    counts = np.array([len(space.blocks(a)) for a in archs])
+    np.testing.assert_array_equal(predictor.block_counts(archs), counts)
     assert host_table.calibration is not None
-    np.testing.assert_allclose(predictor.predict(archs), host_table.calibration.apply(reference))
+    np.testing.assert_allclose(
+        predictor.predict(archs), host_table.calibration.apply(reference, counts)
+    )
     assert predictor.predict_one(archs[0]) == pytest.approx(float(predictor.predict(archs[:1])[0]))
+    # a per-block term folds into the gathered values and still equals the formula
+    calibration = host_table.calibration.model_copy(update={"per_block_ms": 0.013})
+    folded = LatencyPredictor(host_table.model_copy(update={"calibration": calibration}), space)
+    np.testing.assert_allclose(folded.predict(archs), calibration.apply(reference, counts))
 
 
 def test_table_round_trips_through_json(host_table: LatencyTable, tmp_path: Path) -> None:
@@ -222,18 +231,42 @@ def test_resolution_outside_the_table_is_named(tmp_path: Path) -> None:
         decompose(space).distinct_blocks([24])
 
 
-def test_calibration_recovers_a_line_and_needs_20_networks() -> None:
-    def point(block_sum: float) -> CalibrationPoint:
-        value = 2.0 * block_sum + 0.5
+def _calibration_points(
+    latency: Callable[[float, float], float], n: int = 30
+) -> tuple[list[CalibrationPoint], list[float]]:
+    """``n`` points with block sums 1..n and block counts cycling 10..16, measured as
+    ``latency(sum, count)`` times a deterministic +-1% wobble."""
+    points, counts = [], []
+    for i in range(n):
+        block_sum, count = float(i + 1), float(10 + (i * 3) % 7)
+        value = latency(block_sum, count) * (1.0 + 0.01 * np.sin(7.0 * i))
         stats = Measurement(median_ms=value, iqr_ms=0.0, min_ms=value, ci_low_ms=value,
                             ci_high_ms=value, repeats=5)  # fmt: skip
-        return CalibrationPoint(arch={}, block_sum_ms=block_sum, measured=stats, macs=1)
+        points.append(CalibrationPoint(arch={}, block_sum_ms=block_sum, measured=stats, macs=1))
+        counts.append(count)
+    return points, counts
 
-    fitted = fit_calibration([point(float(s)) for s in range(1, 21)], "median")
-    assert fitted.slope == pytest.approx(2.0) and fitted.intercept_ms == pytest.approx(0.5)
-    assert fitted.r2 == pytest.approx(1.0)
+
+def test_calibration_recovers_a_line_and_needs_20_networks() -> None:
+    points, counts = _calibration_points(lambda s, c: 2.0 * s + 0.5)
+    fitted = fit_calibration(points, counts, "median")
+    assert fitted.per_block_ms == 0.0  # no per-block cost in the data: the term is left out
+    assert fitted.slope == pytest.approx(2.0, rel=0.01)
+    assert fitted.intercept_ms == pytest.approx(0.5, abs=0.2)
+    assert fitted.r2 > 0.99 and fitted.loo_mape is not None and fitted.loo_mape < 0.02
     with pytest.raises(ValueError, match="at least 20"):
-        fit_calibration([point(1.0)] * 19, "min")
+        fit_calibration(points[:19], counts[:19], "min")
+    with pytest.raises(ValueError, match="blocks: 29 counts for 30"):
+        fit_calibration(points, counts[:29], "min")
+
+
+def test_calibration_takes_a_per_block_term_only_where_it_predicts_better() -> None:
+    points, counts = _calibration_points(lambda s, c: 1.0 * s + 0.8 * c + 0.5)
+    fitted = fit_calibration(points, counts, "min")
+    assert fitted.per_block_ms == pytest.approx(0.8, rel=0.1)
+    assert fitted.slope == pytest.approx(1.0, rel=0.05) and fitted.mape < 0.02
+    line_only = fit_calibration(points, [12.0] * len(points), "min")  # counts carry nothing
+    assert line_only.per_block_ms == 0.0 and line_only.mape > fitted.mape
 
 
 # --- runtimes --------------------------------------------------------------------------------

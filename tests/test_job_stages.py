@@ -60,15 +60,6 @@ class Finished:
     tables: dict[str, Any]
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _request(root: Path, search: SearchSettings, **changes: Any) -> JobRequest:
     return JobRequest(
         job_id=1,

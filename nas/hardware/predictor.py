@@ -3,7 +3,8 @@
 ``LatencyPredictor`` precomputes, for every term of the space's decomposition and every
 combination of its features, the latency of the block found there (0 where there is none,
 NaN where the table lacks the block). Predicting a batch is then: archs -> ``[N, F]``
-feature indices -> ``[N, terms]`` flat positions -> one gather -> row sum -> calibration.
+feature indices -> ``[N, terms]`` flat positions -> one gather -> row sum. The calibration is
+folded into the gathered values, so it costs nothing per arch.
 There is no Python loop over layers, only the per-arch read of its fields.
 """
 
@@ -63,21 +64,40 @@ class LatencyPredictor:
                 latency[i] = entry.value(table.statistic)
         self._latency = latency
         self._flat = latency[self.decomposition.flat_table]
+        self._present = (self.decomposition.flat_table != NO_BLOCK).astype(np.float64)
+        # The calibration is linear in the entries and the block count, so it folds into the
+        # gathered values: sum(slope * entry + per_block) + intercept, still one gather.
+        calibration = self.calibration
+        self._predicted = (
+            self._flat
+            if calibration is None
+            else calibration.slope * self._flat + calibration.per_block_ms * self._present
+        )
+        self._intercept = 0.0 if calibration is None else calibration.intercept_ms
 
     def block_sums(self, archs: Sequence[Any]) -> np.ndarray:
         """``[N]`` sums of the entries of every block of each arch (no calibration)."""
+        return self._gather_sum(self._flat, archs)
+
+    def block_counts(self, archs: Sequence[Any]) -> np.ndarray:
+        """``[N]`` number of blocks of each arch (``len(space.blocks(arch))``)."""
         if not archs:
             return np.zeros(0)
-        features = self.decomposition.features(archs)
-        sums = self._flat[self.decomposition.flat_index(features)].sum(axis=1)
-        if np.isnan(sums).any():
-            self._raise_missing(archs, features, sums)
-        return sums
+        positions = self.decomposition.flat_index(self.decomposition.features(archs))
+        return self._present[positions].sum(axis=1)
 
     def predict(self, archs: Sequence[Any]) -> np.ndarray:
         """``[N]`` predicted latencies in ms."""
-        sums = self.block_sums(archs)
-        return sums if self.calibration is None else self.calibration.apply(sums)
+        return self._gather_sum(self._predicted, archs) + self._intercept
+
+    def _gather_sum(self, values: np.ndarray, archs: Sequence[Any]) -> np.ndarray:
+        if not archs:
+            return np.zeros(0)
+        features = self.decomposition.features(archs)
+        sums = values[self.decomposition.flat_index(features)].sum(axis=1)
+        if np.isnan(sums).any():
+            self._raise_missing(archs, features, sums)
+        return sums
 
     def predict_one(self, arch: Any) -> float:
         return float(self.predict([arch])[0])

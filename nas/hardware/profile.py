@@ -180,26 +180,64 @@ def sample_archs(
     return archs
 
 
-def fit_calibration(points: Sequence[CalibrationPoint], statistic: Statistic) -> Calibration:
-    """Least-squares line from the table's block sums to measured whole-network latency."""
+def fit_calibration(
+    points: Sequence[CalibrationPoint], blocks: Sequence[float], statistic: Statistic
+) -> Calibration:
+    """Least squares from the table's block sums (and ``blocks``, each point's block count) to
+    measured whole-network latency.
+
+    Two models are fitted: ``slope * sum + intercept`` and the same plus a term per block. The
+    one whose points are predicted better by fits that leave each of them out (closed form:
+    the residual over ``1 - leverage``) is kept, so the extra term is used only where it
+    generalises, not wherever it lowers the error on the points themselves.
+    """
     if len(points) < MIN_CALIBRATION_SAMPLES:
         raise ValueError(
             f"calibration needs at least {MIN_CALIBRATION_SAMPLES} networks, got {len(points)}"
         )
-    sums = np.array([p.block_sum_ms for p in points])
+    if len(blocks) != len(points):
+        raise ValueError(f"blocks: {len(blocks)} counts for {len(points)} calibration points")
+    sums = np.array([p.block_sum_ms for p in points], dtype=np.float64)
+    counts = np.asarray(blocks, dtype=np.float64)
     measured = np.array([getattr(p.measured, f"{statistic}_ms") for p in points])
-    slope, intercept = fit_line(sums, measured)
-    if slope <= 0:
+    ones = np.ones_like(sums)
+    fits = []
+    for design in (np.stack([sums, ones], axis=1), np.stack([sums, ones, counts], axis=1)):
+        if np.linalg.matrix_rank(design) < design.shape[1]:
+            continue  # e.g. every arch has as many blocks: the term is the intercept again
+        coef, loo = _least_squares(design, measured)
+        if coef[0] > 0:
+            fits.append((float(np.mean(np.abs(loo) / measured)), coef))
+    if not fits:
+        slope = _least_squares(np.stack([sums, ones], axis=1), measured)[0][0]
         raise ValueError(
             f"calibration slope {slope:.3g} <= 0: the block sums do not track the measured "
             "networks (too noisy a machine, or too little time per measurement); quiet the "
             "device and rerun with --recalibrate"
         )
-    fitted = slope * sums + intercept
+    loo_mape, coef = min(fits, key=lambda fit: fit[0])
+    slope, intercept, per_block = float(coef[0]), float(coef[1]), float(np.append(coef, 0.0)[2])
+    fitted = slope * sums + per_block * counts + intercept
     total = float(((measured - measured.mean()) ** 2).sum())
     r2 = 1.0 - float(((measured - fitted) ** 2).sum()) / total if total > 0 else 1.0
     mape = float(np.mean(np.abs(fitted - measured) / measured))
-    return Calibration(slope=slope, intercept_ms=intercept, samples=len(points), r2=r2, mape=mape)
+    return Calibration(
+        slope=slope,
+        intercept_ms=intercept,
+        per_block_ms=per_block,
+        samples=len(points),
+        r2=r2,
+        mape=mape,
+        loo_mape=loo_mape,
+    )
+
+
+def _least_squares(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients and leave-one-out residuals (PRESS) of ``y ~ design``."""
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    leverage = np.einsum("ij,ij->i", design, design @ np.linalg.pinv(design.T @ design))
+    residual = y - design @ coef
+    return coef, residual / np.maximum(1.0 - leverage, 1e-9)
 
 
 def _start(
@@ -325,7 +363,15 @@ def _calibrate(
             table.calibration_points.append(point)
         report("calibration", len(table.calibration_points), len(archs))
         save()
-    table.calibration = fit_calibration(table.calibration_points, table.statistic)
+    table.calibration = fit_calibration(
+        table.calibration_points, calibration_blocks(predictor, table), table.statistic
+    )
+
+
+def calibration_blocks(predictor: LatencyPredictor, table: LatencyTable) -> np.ndarray:
+    """Block count of each of ``table``'s calibration networks."""
+    space = predictor.space
+    return predictor.block_counts([space.arch_from_dict(p.arch) for p in table.calibration_points])
 
 
 class Validation(BaseModel):

@@ -102,23 +102,32 @@ class CalibrationPoint(BaseModel):
 
 
 class Calibration(BaseModel):
-    """``latency = slope * (sum of entries) + intercept_ms``, least squares on the points.
+    """``latency = slope * (sum of entries) + per_block_ms * blocks + intercept_ms``.
 
-    The slope absorbs what isolation changes uniformly (warm caches make a block alone a bit
-    faster than inside a network); the intercept absorbs the per-network costs no block owns
-    (the runtime call, input and output copies).
+    Least squares on the points. The slope absorbs what isolation changes uniformly (warm
+    caches make a block alone a bit faster than inside a network); the intercept absorbs the
+    per-network costs no block owns (the runtime call, input and output copies); the per-block
+    term absorbs what each block costs more (or less) inside a network than alone, which
+    matters where networks are so small that the runtime's work between kernels is a large
+    share. It is 0 unless it predicted the points better, left out one at a time
+    (``fit_calibration``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     slope: float = Field(gt=0.0)
     intercept_ms: float
+    per_block_ms: float = Field(default=0.0, description="Per block of the arch (0: unused).")
     samples: int = Field(ge=MIN_CALIBRATION_SAMPLES)
     r2: float
     mape: float = Field(ge=0.0, description="On the calibration points themselves.")
+    loo_mape: float | None = Field(
+        default=None, ge=0.0, description="Each point predicted by a fit without it."
+    )
 
-    def apply(self, block_sum_ms: Any) -> Any:
-        return self.slope * block_sum_ms + self.intercept_ms
+    def apply(self, block_sum_ms: Any, blocks: Any) -> Any:
+        """Latency of archs whose entries sum to ``block_sum_ms`` over ``blocks`` blocks."""
+        return self.slope * block_sum_ms + self.per_block_ms * blocks + self.intercept_ms
 
 
 class LatencyTable(BaseModel):

@@ -212,9 +212,11 @@ def device_profile(
         return
     assert table.calibration is not None
     cal = table.calibration
+    per_block = f", {cal.per_block_ms:+.4f} ms per block" if cal.per_block_ms else ""
+    loo = f", {cal.loo_mape:.1%} error left out one at a time" if cal.loo_mape is not None else ""
     console.print(
         f"{out}: {done} blocks, calibration slope {cal.slope:.3f} intercept "
-        f"{cal.intercept_ms:.3f} ms (r2 {cal.r2:.3f}, {cal.samples} networks)"
+        f"{cal.intercept_ms:.3f} ms{per_block} (r2 {cal.r2:.3f}{loo}, {cal.samples} networks)"
     )
     if upload is not None:
         _upload(table, upload, token)
