@@ -81,10 +81,7 @@ class LatencyPredictor:
 
     def block_counts(self, archs: Sequence[Any]) -> np.ndarray:
         """``[N]`` number of blocks of each arch (``len(space.blocks(arch))``)."""
-        if not archs:
-            return np.zeros(0)
-        positions = self.decomposition.flat_index(self.decomposition.features(archs))
-        return self._present[positions].sum(axis=1)
+        return self._gather_sum(self._present, archs)
 
     def predict(self, archs: Sequence[Any]) -> np.ndarray:
         """``[N]`` predicted latencies in ms."""

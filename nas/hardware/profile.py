@@ -216,7 +216,8 @@ def fit_calibration(
             "device and rerun with --recalibrate"
         )
     loo_mape, coef = min(fits, key=lambda fit: fit[0])
-    slope, intercept, per_block = float(coef[0]), float(coef[1]), float(np.append(coef, 0.0)[2])
+    slope, intercept = float(coef[0]), float(coef[1])
+    per_block = float(coef[2]) if len(coef) == 3 else 0.0
     fitted = slope * sums + per_block * counts + intercept
     total = float(((measured - measured.mean()) ** 2).sum())
     r2 = 1.0 - float(((measured - fitted) ** 2).sum()) / total if total > 0 else 1.0
