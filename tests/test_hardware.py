@@ -38,8 +38,16 @@ from nas.hardware import (
     read_table,
     write_table,
 )
+from nas.hardware import profile as profile_module
 from nas.hardware.modules import block_input, build_block
-from nas.hardware.profile import ProfilePlan, fit_calibration, profile, sample_archs, validate
+from nas.hardware.profile import (
+    ProfilePlan,
+    fit_calibration,
+    network_groups,
+    profile,
+    sample_archs,
+    validate,
+)
 from nas.hardware.runtimes import OnnxRuntime, TorchRuntime, keep_freed_memory
 from nas.hardware.table import CalibrationPoint, LatencyTable
 from nas.hardware.timing import Measurement, measure_many
@@ -245,6 +253,30 @@ def _calibration_points(
         points.append(CalibrationPoint(arch={}, block_sum_ms=block_sum, measured=stats, macs=1))
         counts.append(count)
     return points, counts
+
+
+def test_networks_are_timed_together_up_to_a_weight_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A tiny preset's 100 validation networks form one interleaved group (timed apart, groups
+    differ by the machine's speed between them); a smaller budget cuts in order, never empty."""
+    space = search_spaces.get("ofa_mbv3", preset="tiny")
+    archs = sample_archs(space, 100, np.random.default_rng(0), space.resolutions)
+    assert network_groups(space, archs) == [archs]
+    sizes = space.complexity_batch(archs)[1] * 4
+    monkeypatch.setattr(profile_module, "NETWORK_GROUP_BYTES", int(sizes[:3].sum()))
+    groups = network_groups(space, archs)
+    assert [a for group in groups for a in group] == archs
+    assert len(groups) > 1
+    budget = int(sizes[:3].sum())
+    start = 0
+    for group in groups:
+        weight = int(sizes[start : start + len(group)].sum())
+        assert len(group) == 1 or weight <= budget
+        start += len(group)
+    monkeypatch.setattr(profile_module, "NETWORK_GROUP_BYTES", 1)
+    assert [len(g) for g in network_groups(space, archs)] == [1] * 100
+    assert network_groups(space, []) == []
 
 
 def test_calibration_recovers_a_line_and_needs_20_networks() -> None:

@@ -6,8 +6,9 @@ writes the table as it goes: rerun it after an interruption and it continues whe
 stopped. ``validate`` measures fresh random subnets whole and compares them with the
 table's predictions and with a MACs-based proxy fitted on the same calibration networks.
 
-Blocks and networks are measured in small groups in interleaved rounds (``measure_many``), so
-load from other processes spreads over a group instead of landing on one figure. Every block
+Blocks (in small groups) and networks (in groups as large as memory allows) are measured in
+interleaved rounds (``measure_many``), so load from other processes spreads over a group
+instead of landing on one figure. Every block
 figure is net of the runtime's per-call overhead (measured on a module that does nothing with
 the same input), because a network pays that cost once and not per block.
 """
@@ -49,7 +50,13 @@ from search_spaces import BlockSpec, SearchSpace
 Progress = Callable[[str, int, int], None]
 #: Runners measured together in interleaved rounds; the table is saved after each chunk.
 BLOCK_CHUNK = 24
-NETWORK_CHUNK = 10
+#: Weights of the whole networks measured together in one interleaved group: every network of
+#: a tiny preset, a score of ImageNet-size ones. Networks timed in separate groups differ by
+#: the machine's speed between the groups (+-5% on a shared host, which is what ranks them
+#: wrongly); timed together, each one's samples span the same moments.
+NETWORK_GROUP_BYTES = 512 * 2**20
+#: Copies of the drift reference network run beside every group (see ``Profiler``).
+REFERENCE_COPIES = 4
 
 
 class ProfilePlan(BaseModel):
@@ -92,7 +99,10 @@ class Profiler:
     minimum now: a machine that runs 15% slower for a while (other tenants, heat, clocks) then
     yields the figures it would have yielded at the start. A subnet of the space itself slows
     down as the measured work does (framework dispatch and kernels alike); a synthetic kernel
-    would not.
+    would not. The reference is ``REFERENCE_COPIES`` separately built copies and its figure the
+    fastest copy's: one copy's speed depends on where its memory landed (onnxruntime sessions
+    of one network differ by 3-25%), and a later run (validation, a resumed table) builds the
+    reference anew, so a single copy would scale everything by that luck.
     """
 
     def __init__(self, device: Device, runtime: Runtime | None = None) -> None:
@@ -101,7 +111,7 @@ class Profiler:
         self._overhead: dict[tuple[int, ...], float] = {}
         self.single_thread = device.accelerator == "cpu" and device.threads == 1
         self.reference: Measurement | None = None
-        self._reference_run: Callable[[], object] | None = None
+        self._reference_runs: list[Callable[[], object]] = []
 
     def use_reference(
         self, space: SearchSpace, baseline: Measurement | None, policy: TimingPolicy
@@ -110,19 +120,24 @@ class Profiler:
         unless one is given (a resumed table keeps its own)."""
         arch = space.reference_archs()["min"]
         supernet = space.build_supernet().eval()
-        self._reference_run = self._network_run(space, supernet, arch)
+        self._reference_runs = [
+            self._network_run(space, supernet, arch) for _ in range(REFERENCE_COPIES)
+        ]
         if baseline is None:
-            baseline = measure(self._reference_run, policy, single_thread=self.single_thread)
+            baseline = _fastest(
+                measure_many(self._reference_runs, policy, single_thread=self.single_thread)
+            )
         self.reference = baseline
         return baseline
 
     def _measure(self, runs: list[Callable[[], object]], policy: TimingPolicy) -> list[Measurement]:
-        if self.reference is None or self._reference_run is None:
+        if self.reference is None or not self._reference_runs:
             return measure_many(runs, policy, single_thread=self.single_thread)
-        *found, current = measure_many([*runs, self._reference_run], policy,
-                                       single_thread=self.single_thread)  # fmt: skip
+        found = measure_many([*runs, *self._reference_runs], policy,
+                             single_thread=self.single_thread)  # fmt: skip
+        current = _fastest(found[len(runs) :])
         factor = self.reference.min_ms / max(current.min_ms, 1e-9)  # the steadiest figure
-        return [m.scaled(factor) for m in found]
+        return [m.scaled(factor) for m in found[: len(runs)]]
 
     def call_overhead(self, example: torch.Tensor, policy: TimingPolicy) -> float:
         shape = tuple(example.shape)
@@ -162,8 +177,29 @@ class Profiler:
         return self.runtime.prepare(net, example)
 
 
+def _fastest(copies: Sequence[Measurement]) -> Measurement:
+    """The measurement of the copy with the lowest minimum."""
+    return min(copies, key=lambda m: m.min_ms)
+
+
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def network_groups(space: SearchSpace, archs: Sequence[Any]) -> list[Sequence[Any]]:
+    """``archs`` in order, cut into groups of at most ``NETWORK_GROUP_BYTES`` of float32
+    weights (at least one network each)."""
+    sizes = space.complexity_batch(archs)[1] * 4 if len(archs) else []
+    groups: list[Sequence[Any]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + int(size) > NETWORK_GROUP_BYTES:
+            groups.append(archs[start:i])
+            start, total = i, 0
+        total += int(size)
+    if start < len(archs):
+        groups.append(archs[start:])
+    return groups
 
 
 def sample_archs(
@@ -351,7 +387,7 @@ def _calibrate(
     report("calibration", len(table.calibration_points), len(archs))
     todo = archs[len(table.calibration_points) :]
     supernet = space.build_supernet().eval() if todo else None
-    for chunk in chunks(todo, NETWORK_CHUNK):
+    for chunk in network_groups(space, todo):
         assert supernet is not None
         results = profiler.measure_networks(space, supernet, chunk, table.network_timing)
         for arch, result in zip(chunk, results, strict=True):
@@ -416,7 +452,7 @@ def validate(
     supernet = space.build_supernet().eval()
     results: list[Measurement] = []
     report = progress or (lambda phase, done, total: None)
-    for chunk in chunks(archs, NETWORK_CHUNK):
+    for chunk in network_groups(space, archs):
         report("validation", len(results), samples)
         results += profiler.measure_networks(space, supernet, chunk, policy)
     measured = [getattr(result, f"{table.statistic}_ms") for result in results]
