@@ -264,11 +264,11 @@ def test_networks_are_timed_together_up_to_a_weight_budget(
     archs = sample_archs(space, 100, np.random.default_rng(0), space.resolutions)
     assert network_groups(space, archs) == [archs]
     sizes = space.complexity_batch(archs)[1] * 4
-    monkeypatch.setattr(profile_module, "NETWORK_GROUP_BYTES", int(sizes[:3].sum()))
+    budget = int(sizes[:3].sum())
+    monkeypatch.setattr(profile_module, "NETWORK_GROUP_BYTES", budget)
     groups = network_groups(space, archs)
     assert [a for group in groups for a in group] == archs
     assert len(groups) > 1
-    budget = int(sizes[:3].sum())
     start = 0
     for group in groups:
         weight = int(sizes[start : start + len(group)].sum())

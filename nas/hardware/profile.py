@@ -8,9 +8,9 @@ table's predictions and with a MACs-based proxy fitted on the same calibration n
 
 Blocks (in small groups) and networks (in groups as large as memory allows) are measured in
 interleaved rounds (``measure_many``), so load from other processes spreads over a group
-instead of landing on one figure. Every block
-figure is net of the runtime's per-call overhead (measured on a module that does nothing with
-the same input), because a network pays that cost once and not per block.
+instead of landing on one figure. Every block figure is net of the runtime's per-call overhead
+(measured on a module that does nothing with the same input), because a network pays that
+cost once and not per block.
 """
 
 from __future__ import annotations
