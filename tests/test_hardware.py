@@ -348,6 +348,19 @@ def test_profile_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert done.complete and all(done.entries[k] == v for k, v in kept.items())
     with pytest.raises(TableError, match="another space"):
         profile(tiny("single_path"), device, FAST_PLAN, out)
+    moved = read_table(out)
+    write_table(moved.model_copy(update={"software": {**moved.software, "cpu": "Other CPU"}}), out)
+    with pytest.raises(TableError, match=r"\(cpu differ\)"):
+        profile(space, device, FAST_PLAN, out)
+
+
+def test_drift_reference_is_the_middle_copy() -> None:
+    """One copy that runs fast (or slow) beside a group moves neither the baseline nor the
+    factor: onnxruntime copies of one network differ by up to 25% with where memory lands."""
+    copies = [Measurement(median_ms=m, iqr_ms=0.0, min_ms=m, ci_low_ms=m, ci_high_ms=m, repeats=5)
+              for m in (1.49, 1.27, 1.47, 1.52, 1.46)]  # fmt: skip
+    assert profile_module._middle(copies).min_ms == 1.47
+    assert profile_module._middle(copies[:1]).min_ms == 1.49
 
 
 def test_validate_scores_the_table_and_the_macs_proxy(host_table: LatencyTable) -> None:

@@ -55,8 +55,9 @@ BLOCK_CHUNK = 24
 #: the machine's speed between the groups (+-5% on a shared host, which is what ranks them
 #: wrongly); timed together, each one's samples span the same moments.
 NETWORK_GROUP_BYTES = 512 * 2**20
-#: Copies of the drift reference network run beside every group (see ``Profiler``).
-REFERENCE_COPIES = 4
+#: Copies of the drift reference network run beside every group (see ``Profiler``); odd, so
+#: the middle copy is one of them.
+REFERENCE_COPIES = 5
 
 
 class ProfilePlan(BaseModel):
@@ -100,9 +101,11 @@ class Profiler:
     yields the figures it would have yielded at the start. A subnet of the space itself slows
     down as the measured work does (framework dispatch and kernels alike); a synthetic kernel
     would not. The reference is ``REFERENCE_COPIES`` separately built copies and its figure the
-    fastest copy's: one copy's speed depends on where its memory landed (onnxruntime sessions
-    of one network differ by 3-25%), and a later run (validation, a resumed table) builds the
-    reference anew, so a single copy would scale everything by that luck.
+    middle copy's: one copy's speed depends on where its memory landed and changes from group
+    to group (onnxruntime sessions of one network differ by 3-25%; one copy of the ImageNet
+    min subnet ran 1.27 ms beside one group and 1.47 ms beside the next), and a later run
+    (validation, a resumed table) builds the reference anew. A single copy, or the fastest of
+    several, scales everything by that luck; the middle one is the copy least moved by it.
     """
 
     def __init__(self, device: Device, runtime: Runtime | None = None) -> None:
@@ -124,7 +127,7 @@ class Profiler:
             self._network_run(space, supernet, arch) for _ in range(REFERENCE_COPIES)
         ]
         if baseline is None:
-            baseline = _fastest(
+            baseline = _middle(
                 measure_many(self._reference_runs, policy, single_thread=self.single_thread)
             )
         self.reference = baseline
@@ -135,7 +138,7 @@ class Profiler:
             return measure_many(runs, policy, single_thread=self.single_thread)
         found = measure_many([*runs, *self._reference_runs], policy,
                              single_thread=self.single_thread)  # fmt: skip
-        current = _fastest(found[len(runs) :])
+        current = _middle(found[len(runs) :])
         factor = self.reference.min_ms / max(current.min_ms, 1e-9)  # the steadiest figure
         return [m.scaled(factor) for m in found[: len(runs)]]
 
@@ -177,9 +180,9 @@ class Profiler:
         return self.runtime.prepare(net, example)
 
 
-def _fastest(copies: Sequence[Measurement]) -> Measurement:
-    """The measurement of the copy with the lowest minimum."""
-    return min(copies, key=lambda m: m.min_ms)
+def _middle(copies: Sequence[Measurement]) -> Measurement:
+    """The measurement of the copy whose minimum is the median of the copies' minima."""
+    return sorted(copies, key=lambda m: m.min_ms)[(len(copies) - 1) // 2]
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -309,11 +312,13 @@ def _resume(
                 f"{out} holds a table with another {name} ({getattr(old, name)!r}, this run "
                 f"asks for {getattr(fresh, name)!r}); choose another --out or delete it"
             )
-    changed = sorted(k for k in software if k != "platform" and old.software.get(k) != software[k])
+    # a figure the old table did not record (older versions kept no "cpu") cannot be compared
+    kept = old.software
+    changed = sorted(k for k, v in software.items() if k != "platform" and kept.get(k, v) != v)
     if changed:
         raise TableError(
-            f"{out} was measured with other software ({', '.join(changed)} differ); "
-            "entries measured with different versions cannot be mixed: delete it and start over"
+            f"{out} was measured with other software or hardware ({', '.join(changed)} differ); "
+            "entries measured under different ones cannot be mixed: delete it and start over"
         )
     return old
 
