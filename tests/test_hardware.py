@@ -323,6 +323,8 @@ def test_onnxruntime_measures_blocks_net_of_call_overhead(tmp_path: Path) -> Non
     assert len(table.entries) == 4 and not table.complete
     assert "onnxruntime" in table.software and table.runtime == "onnxruntime"
     assert all(e.overhead_ms > 0 and e.median_ms >= 0 for e in table.entries.values())
+    # no statistic in the plan: each runtime's own (sub-ms onnxruntime runs: the minimum)
+    assert plan.statistic is None and table.statistic == "min"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -348,6 +350,7 @@ def test_profile_resumes_and_refuses_other_settings(tmp_path: Path) -> None:
     assert done.complete and all(done.entries[k] == v for k, v in kept.items())
     with pytest.raises(TableError, match="another space"):
         profile(tiny("single_path"), device, FAST_PLAN, out)
+    assert done.statistic == "median"  # torch's default
     moved = read_table(out)
     write_table(moved.model_copy(update={"software": {**moved.software, "cpu": "Other CPU"}}), out)
     with pytest.raises(TableError, match=r"\(cpu differ\)"):

@@ -156,9 +156,10 @@ def device_profile(
     resolution: Annotated[
         list[int] | None, typer.Option(help="Resolution to cover (repeat); default all.")
     ] = None,
-    statistic: Annotated[str, typer.Option(help="median | min (min suits shared machines).")] = (
-        "median"
-    ),
+    statistic: Annotated[
+        str | None,
+        typer.Option(help="median | min; default min for onnxruntime, median for torch."),
+    ] = None,
     samples: Annotated[int, typer.Option(help="Whole networks for the calibration (>= 20).")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed runs before each measurement.")] = 10,
     min_repeats: Annotated[int, typer.Option(help="Timed runs per measurement, at least.")] = 15,
