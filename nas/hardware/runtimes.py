@@ -34,7 +34,8 @@ _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit
 
 def cpu_model() -> str:
     """The processor's model name: tables measured on one CPU model do not hold for another
-    (the same tiny onnxruntime table scored 16% within 10% on one VM and 100% on the next)."""
+    (the same profiling code gave a tiny onnxruntime table 16% within 10% on one VM and 100%
+    on the next)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as info:
             for line in info:
