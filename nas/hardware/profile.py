@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 import search_spaces
-from nas.hardware.device import Device
+from nas.hardware.device import Device, RuntimeName
 from nas.hardware.fidelity import Fidelity, fidelity, fit_line
 from nas.hardware.modules import block_input, build_block
 from nas.hardware.predictor import LatencyPredictor, decomposition_of
@@ -59,7 +59,7 @@ NETWORK_GROUP_BYTES = 512 * 2**20
 #: 0.1-0.2 ms, where one interrupt is a large share of a sample: there the minimum ranked 100
 #: validation networks better in five runs of five (Kendall tau 0.891-0.922 vs 0.860-0.907).
 #: Eager torch's median ranked them better in five runs of six (tiny and ImageNet).
-DEFAULT_STATISTIC: dict[str, Statistic] = {"onnxruntime": "min", "torch": "median"}
+DEFAULT_STATISTIC: dict[RuntimeName, Statistic] = {"onnxruntime": "min", "torch": "median"}
 #: Copies of the drift reference network run beside every group (see ``Profiler``); odd, so
 #: the middle copy is one of them.
 REFERENCE_COPIES = 5
@@ -296,7 +296,7 @@ def _start(
         resolutions=sorted(plan.resolutions or space.resolutions),
         device=device,
         runtime=device.runtime,
-        statistic=plan.statistic or DEFAULT_STATISTIC.get(device.runtime, "median"),
+        statistic=plan.statistic or DEFAULT_STATISTIC[device.runtime],
         block_timing=plan.block_timing,
         network_timing=plan.network_timing,
         software=runtime.versions(),
@@ -306,9 +306,7 @@ def _start(
     )
 
 
-def _resume(
-    out: Path, fresh: LatencyTable, software: dict[str, str], *, resume: bool
-) -> LatencyTable:
+def _resume(out: Path, fresh: LatencyTable, *, resume: bool) -> LatencyTable:
     if not resume or not out.exists():
         return fresh
     old = read_table(out)
@@ -320,7 +318,9 @@ def _resume(
             )
     # a figure the old table did not record (older versions kept no "cpu") cannot be compared
     kept = old.software
-    changed = sorted(k for k, v in software.items() if k != "platform" and kept.get(k, v) != v)
+    changed = sorted(
+        k for k, v in fresh.software.items() if k != "platform" and kept.get(k, v) != v
+    )
     if changed:
         raise TableError(
             f"{out} was measured with other software or hardware ({', '.join(changed)} differ); "
@@ -349,7 +349,7 @@ def profile(
     decomposition = decomposition_of(space)
     blocks = decomposition.distinct_blocks(plan.resolutions)
     fresh = _start(space, device, plan, profiler.runtime, len(blocks))
-    table = _resume(out, fresh, profiler.runtime.versions(), resume=resume)
+    table = _resume(out, fresh, resume=resume)
     if plan.drift_correction or table.reference is not None:
         table.reference = profiler.use_reference(space, table.reference, table.block_timing)
     if recalibrate:
