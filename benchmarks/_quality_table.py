@@ -17,7 +17,11 @@ from nas.training import TrainingConfig
 
 TABLE = Path(__file__).parent / "data" / "ofa_mbv3_tiny_digits.json.gz"
 SPACE, PRESET = "ofa_mbv3", "tiny"
-DATASET = DatasetSpec(kind="digits")
+#: 60% of digits (1,078 images) is val, the split the table is measured on; the supernet trains
+#: on the 679 left after a 5% holdout. With the default 20% (359 images, ~10 errors per subnet)
+#: subnets of similar size differed by about the binomial noise of the val set, so the front's
+#: best points were lucky draws that no strategy can aim at, and the benchmark measured luck.
+DATASET = DatasetSpec(kind="digits", val_fraction=0.6, holdout_fraction=0.05)
 #: The demo recipe (examples/train-digits-ofa.yaml): the space's default progressive shrinking.
 TRAINING = TrainingConfig(epochs=12, batch_size=32, lr=0.2, seed=0)
 NUM_SUBNETS = 2000
@@ -68,13 +72,11 @@ def build_table(checkpoint_dir: Path, *, out: Path = TABLE, num_actors: int = 2)
         "split": dataset.split,
         "records": [r.model_dump(mode="json") for r in dataset.records],
     }
-    TABLE.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(TABLE, "wt", encoding="utf-8") as handle:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out, "wt", encoding="utf-8") as handle:
         json.dump(payload, handle, separators=(",", ":"))
-    print(
-        f"wrote {len(dataset.records)} subnets to {TABLE} in {time.perf_counter() - started:.0f} s"
-    )
-    return TABLE
+    print(f"wrote {len(dataset.records)} subnets to {out} in {time.perf_counter() - started:.0f} s")
+    return out
 
 
 def load_table(path: Path | None = None) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 The table (``benchmarks/data``, built once with ``--build``) holds >= 2,000 subnets of the tiny
 OFA MobileNetV3 space, their val accuracy measured from a supernet trained on digits (BN
-recalibrated) and their MACs. Latency comes from a host lookup table (``--table``, the
-``nas.hardware`` predictor) when one is given, from MACs otherwise. Each strategy searches the
-table's subnets (a mutation or crossover lands on the nearest subnet of the table, by Hamming
-distance of the encodings) for accuracy against latency, and every distinct subnet it asks
-about costs one true evaluation (a table lookup).
+recalibrated; val is 60% of digits, so that noise does not decide the front) and their MACs.
+Latency comes from a host lookup table (``--table``, the ``nas.hardware`` predictor) when one is
+given, from MACs otherwise. Each strategy searches the table's subnets (a mutation or crossover
+lands on the nearest subnet of the table, by Hamming distance of the encodings) for accuracy
+against latency, and every distinct subnet it asks about costs one true evaluation (a table
+lookup).
 
 Hypervolume: accuracy and latency normalised to [0, 1] by the table's own ranges (0 = best),
 reference point (1, 1), so the table's full Pareto front is the best-known hypervolume. For
