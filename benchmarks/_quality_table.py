@@ -18,7 +18,7 @@ from nas.training import TrainingConfig
 TABLE = Path(__file__).parent / "data" / "ofa_mbv3_tiny_digits.json.gz"
 SPACE, PRESET = "ofa_mbv3", "tiny"
 #: 60% of digits (1,078 images) is val, the split the table is measured on; the supernet trains
-#: on the 679 left after a 5% holdout. With the default 20% (359 images, ~10 errors per subnet)
+#: on the 679 left after a 5% holdout. With the default 20% (359 images, 8-37 errors a subnet)
 #: subnets of similar size differed by about the binomial noise of the val set, so the front's
 #: best points were lucky draws that no strategy can aim at, and the benchmark measured luck.
 DATASET = DatasetSpec(kind="digits", val_fraction=0.6, holdout_fraction=0.05)
