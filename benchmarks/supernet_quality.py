@@ -2,9 +2,15 @@
 
 For each space (tiny preset) it trains the supernet with the space's default recipe, then
 prints: wall time; val accuracy of the max, min and 8 random subnets (BN recalibrated);
-the same archs trained standalone for the same epochs; the gap; Kendall tau between the
-supernet and standalone rankings over ``--rank-archs`` archs; the other samplers' max/min
-accuracy; and the throughput of a sandwich step against the four subnets' standalone steps.
+the same archs trained standalone for the same epochs (mean over ``--reference-seeds``
+training seeds); the gap; Kendall tau between the supernet and standalone rankings over
+``--rank-archs`` archs; the other samplers' max/min accuracy; and the throughput of a sandwich
+step against the four subnets' standalone steps.
+
+The standalone ranking is itself noisy: the same arch trained with another seed scores
+differently, so the benchmark also prints the tau between the standalone rankings of two
+seeds. No ranking of the archs can be expected to agree with the reference better than the
+reference agrees with itself; that tau is the ceiling the supernet's tau is read against.
 
     python -m benchmarks.supernet_quality --space bignas --threads 1
 """
@@ -53,6 +59,10 @@ class SpaceReport:
     supernet_accs: list[float]
     standalone_accs: list[float]
     tau: float
+    reference_tau: float | None
+    reference_seeds: int
+    reference_spread: tuple[float, float | None]
+    """Std (points) of the standalone accuracy across archs, and across seeds of one arch."""
     sampler_accs: dict[str, tuple[float, float, float]]
     throughput_ratio: float
 
@@ -72,12 +82,17 @@ def log(message: str) -> None:
 
 
 def standalone_accuracy(
-    space: Any, data: DatasetSplits, config: TrainingConfig, arch: Any
+    space: Any, data: DatasetSplits, config: TrainingConfig, arch: Any, seed: int = 0
 ) -> float:
-    """Train ``arch`` alone (its own fresh weights) with the same recipe and epochs."""
+    """Train ``arch`` alone (its own fresh weights, ``seed``) with the same recipe and epochs."""
     # no per-epoch max/min evaluations: only the final accuracy of ``arch`` is used
     single = config.model_copy(
-        update={"schedule": "single_stage", "phases": None, "eval_every": config.epochs}
+        update={
+            "schedule": "single_stage",
+            "phases": None,
+            "eval_every": config.epochs,
+            "seed": seed,
+        }
     )
     trainer = SupernetTrainer(space, data, single)
     trainer.sampler = FixedArchSampler(arch)
@@ -118,12 +133,30 @@ def throughput_ratio(trainer: SupernetTrainer, repeats: int = 5) -> float:
     return statistics.median(sandwich) / statistics.median(alone)
 
 
+def mean_pairwise_tau(rankings: list[list[float]]) -> float | None:
+    """Mean Kendall tau over every pair of ``rankings`` (None for fewer than two)."""
+    taus = [
+        float(kendalltau(a, b).statistic) for i, a in enumerate(rankings) for b in rankings[i + 1 :]
+    ]
+    return float(np.mean(taus)) if taus else None
+
+
+def spread(runs: list[list[float]]) -> tuple[float, float | None]:
+    """Std of the per-arch standalone mean across archs; pooled std across seeds of an arch."""
+    table = np.asarray(runs)
+    across_archs = float(table.mean(axis=0).std(ddof=1))
+    if len(runs) < 2:
+        return across_archs, None
+    return across_archs, float(np.sqrt(table.var(axis=0, ddof=1).mean()))
+
+
 def run_space(
     name: str,
     data: DatasetSplits,
     *,
     epochs: int,
     rank_archs: int,
+    reference_seeds: int,
     samplers: list[str],
     schedule: str | None = None,
 ) -> SpaceReport:
@@ -137,10 +170,13 @@ def run_space(
     archs = [space.sample(rng, "random") for _ in range(rank_archs)]
     biggest, smallest = space.sample(rng, "max"), space.sample(rng, "min")
     supernet_accs = [trainer.evaluate(a) for a in archs]
-    standalone_accs: list[float] = []
-    for i, arch in enumerate(archs):
-        standalone_accs.append(standalone_accuracy(space, data, config, arch))
-        log(f"{name}: standalone {i + 1}/{len(archs)}: {standalone_accs[-1]:.2f}%")
+    runs: list[list[float]] = []  # runs[seed][arch]
+    for seed in range(reference_seeds):
+        runs.append([])
+        for i, arch in enumerate(archs):
+            runs[-1].append(standalone_accuracy(space, data, config, arch, seed))
+            log(f"{name}: standalone seed {seed}, {i + 1}/{len(archs)}: {runs[-1][-1]:.2f}%")
+    standalone_accs = [float(np.mean(column)) for column in zip(*runs, strict=True)]
     tau = float(kendalltau(supernet_accs, standalone_accs).statistic)
     sampler_accs = {sampler: (seconds, trainer.evaluate(biggest), trainer.evaluate(smallest))}
     for other in samplers:
@@ -162,6 +198,9 @@ def run_space(
         supernet_accs=supernet_accs,
         standalone_accs=standalone_accs,
         tau=tau,
+        reference_tau=mean_pairwise_tau(runs),
+        reference_seeds=reference_seeds,
+        reference_spread=spread(runs),
         sampler_accs=sampler_accs,
         throughput_ratio=throughput_ratio(trainer),
     )
@@ -171,6 +210,7 @@ def print_report(report: SpaceReport, shown: int = 8) -> None:
     print(f"\n== {report.space} (tiny) on digits ==")
     print(f"supernet training wall time: {report.seconds:.0f} s")
     print(f"max subnet: {report.max_acc:.2f}%   min subnet: {report.min_acc:.2f}%")
+    print(f"standalone: mean of {report.reference_seeds} training seed(s) per arch")
     print(f"{'arch':>4} {'supernet':>9} {'standalone':>11} {'gap':>6}")
     gaps = []
     for i, (a, b) in enumerate(
@@ -180,6 +220,12 @@ def print_report(report: SpaceReport, shown: int = 8) -> None:
         print(f"{i:>4} {a:>8.2f}% {b:>10.2f}% {b - a:>+6.2f}")
     print(f"mean gap (standalone - supernet): {np.mean(gaps):+.2f} points")
     print(f"Kendall tau over {len(report.supernet_accs)} archs: {report.tau:.3f}")
+    if report.reference_tau is not None:
+        ceiling = report.reference_tau
+        print(f"  standalone seed vs seed (the reference's own agreement): {ceiling:.3f}")
+    archs_std, seeds_std = report.reference_spread
+    seeds_text = "" if seeds_std is None else f", across seeds of one arch {seeds_std:.2f}"
+    print(f"  standalone accuracy std: across archs {archs_std:.2f} points{seeds_text}")
     for sampler, (seconds, high, low) in report.sampler_accs.items():
         print(f"sampler {sampler:>17}: max {high:6.2f}%  min {low:6.2f}%  ({seconds:.0f} s)")
     print(f"sandwich step / sum of 4 standalone steps (time ratio): {report.throughput_ratio:.2f}")
@@ -191,6 +237,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
     parser.add_argument("--rank-archs", type=int, default=20)
     parser.add_argument(
+        "--reference-seeds",
+        type=int,
+        default=2,
+        help="standalone trainings per arch; two or more also print the reference's own tau",
+    )
+    parser.add_argument(
         "--samplers", nargs="*", default=["sandwich", "uniform", "complexity_aware", "attentive"]
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -198,6 +250,8 @@ def main() -> None:
         "--schedule", choices=["progressive_shrinking", "single_stage"], default=None
     )
     args = parser.parse_args()
+    if args.reference_seeds < 1:
+        parser.error(f"--reference-seeds: must be >= 1, got {args.reference_seeds}")
     torch.set_num_threads(args.threads)
     data = load_dataset(DatasetSpec(kind="digits"))
     for name in args.space or ["ofa_mbv3", "bignas"]:
@@ -206,6 +260,7 @@ def main() -> None:
             data,
             epochs=args.epochs,
             rank_archs=args.rank_archs,
+            reference_seeds=args.reference_seeds,
             samplers=args.samplers,
             schedule=args.schedule,
         )

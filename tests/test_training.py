@@ -31,6 +31,7 @@ from nas.training import (
     recalibrate_bn,
 )
 from nas.training.bn import accuracy, batch_norms
+from nas.training.schedules import build_phases, split_epochs
 
 FAST = {"warmup_epochs": 0.0, "bn_recalibration_batches": 2}
 
@@ -210,6 +211,25 @@ def test_complexity_aware_state_round_trips_exactly() -> None:
 
 
 # --- schedules ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("epochs", range(4, 41))
+def test_default_phase_split_gives_every_phase_an_epoch_and_the_last_the_most(epochs: int) -> None:
+    phases = build_phases(TrainingConfig(epochs=epochs), "progressive_shrinking")
+    split = [p.epochs for p in phases]
+    assert [p.name for p in phases] == ["full", "kernel", "depth", "expand"]
+    assert sum(split) == epochs and min(split) >= 1
+    assert split[-1] == max(split)
+    if epochs % 6 == 0:  # the shares 1:1:1:3 exactly
+        assert split == [epochs // 6] * 3 + [epochs // 2]
+
+
+def test_split_epochs_needs_one_epoch_per_phase() -> None:
+    assert split_epochs(4, [1, 1, 1, 3]) == [1, 1, 1, 1]
+    assert split_epochs(12, [1, 1, 1, 3]) == [2, 2, 2, 6]
+    assert split_epochs(7, [1, 1]) == [3, 4]  # a tie goes to the later phase
+    with pytest.raises(ValueError, match="epochs: 4 phases need at least 4"):
+        split_epochs(3, [1, 1, 1, 3])
+
+
 def test_progressive_shrinking_pins_later_dimensions() -> None:
     space = search_spaces.get("ofa_mbv3", preset="tiny")
     largest = space.sample(np.random.default_rng(0), "max")

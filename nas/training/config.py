@@ -57,7 +57,9 @@ class TrainingConfig(BaseModel):
     sampler: SamplerName | None = None
     schedule: ScheduleName | None = None
     phases: list[PhaseConfig] | None = Field(
-        default=None, description="progressive_shrinking only; None splits epochs evenly."
+        default=None,
+        description="progressive_shrinking only; None gives half of the epochs to the last "
+        "phase (expand) and splits the rest evenly.",
     )
     num_random_subnets: int = Field(default=2, ge=0, le=16, description="Sandwich middle.")
     kd_temperature: float = Field(default=1.0, gt=0.0, le=100.0)
