@@ -10,6 +10,12 @@ little beyond slicing. Only forward + backward is timed; clearing the gradients 
     python benchmarks/supernet_overhead.py                  # everything, ~20 min on 2 cores
     python benchmarks/supernet_overhead.py --quick          # fewer repeats, batch 8 only
     python benchmarks/supernet_overhead.py --spaces ofa_mbv3 --presets tiny
+    python benchmarks/supernet_overhead.py --presets tiny --floor   # + the slicing-free bound
+
+``--floor`` adds a third model to each cell: the supernet with every active weight slice handed
+over ready-made (precomputed leaves instead of ``nas.ops.leading_slice``). Its ratio bounds what
+any cheaper way of slicing could reach; what remains over the static model is the dynamic
+modules' Python, the kernel transformation products (Once-for-All) and their autograd.
 
 ImageNet presets run at the space's smallest resolution (the ``px`` column says which) to keep
 CPU time sane; tiny presets run at each arch's own resolution.
@@ -18,17 +24,24 @@ CPU time sane; tiny presets run at each arch's own resolution.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+import nas.ops.slicing
 import search_spaces
 from search_spaces import SearchSpace
+
+#: The one function through which dynamic ops slice shared parameters (``--floor`` replaces it).
+_LEADING_SLICE = nas.ops.slicing.leading_slice
 
 #: Fewest interleaved pairs per cell, however slow its steps (multi-second ImageNet steps vary
 #: by 20% or more from one to the next on a shared 2-core machine).
@@ -45,19 +58,27 @@ def middle_arch(space: SearchSpace) -> Any:
     return space.arch_from_dict(data)
 
 
-def _step(model: nn.Module, x: torch.Tensor) -> Callable[[], float]:
+def _step(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    leaves: Iterable[torch.Tensor] = (),
+    around: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext,
+) -> Callable[[], float]:
     """One forward + backward; returns its seconds. Gradients are cleared after the clock stops.
 
     Clearing is the optimizer's work (``zero_grad`` walks every parameter of the model, 4,438
     for the tiny NASNet supernet against 42 for its subnet), not the subnet's forward and
-    backward, so it stays outside the timed region for both models.
+    backward, so it stays outside the timed region for both models. ``leaves`` are more
+    tensors whose gradients to clear; ``around`` is entered outside the clock too.
     """
-    params = list(model.parameters())
+    params = [*model.parameters(), *leaves]
 
     def run() -> float:
-        start = time.perf_counter()
-        model(x).sum().backward()
-        elapsed = time.perf_counter() - start
+        with around():
+            start = time.perf_counter()
+            model(x).sum().backward()
+            elapsed = time.perf_counter() - start
         for p in params:
             if p.grad is not None:
                 p.grad = None
@@ -66,11 +87,62 @@ def _step(model: nn.Module, x: torch.Tensor) -> Callable[[], float]:
     return run
 
 
+class Presliced:
+    """The supernet with each active weight slice precomputed as a leaf tensor: a lower bound.
+
+    The first forward records every slice the dynamic ops ask ``leading_slice`` for; later ones
+    get the same tensors back at no cost, so their steps time everything except slicing.
+    """
+
+    def __init__(self, supernet: nn.Module, x: torch.Tensor) -> None:
+        self.supernet = supernet
+        self.x = x
+        self.slices: dict[tuple[int, tuple[int, ...], int], torch.Tensor] = {}
+        self.users = [
+            module
+            for module in list(sys.modules.values())
+            if getattr(module, "leading_slice", None) is _LEADING_SLICE
+        ]
+        with torch.no_grad(), self._serving():
+            supernet(x)
+
+    def _take(self, weight: torch.Tensor, sizes: Any, margin: int = 0) -> torch.Tensor:
+        key = (id(weight), tuple(sizes), margin)
+        cached = self.slices.get(key)
+        if cached is None:
+            cached = _LEADING_SLICE(weight, sizes, margin)
+            if cached is not weight:
+                cached = cached.detach().clone().requires_grad_(weight.requires_grad)
+            self.slices[key] = cached
+        return cached
+
+    @contextlib.contextmanager
+    def _serving(self) -> Iterator[None]:
+        for module in self.users:
+            module.leading_slice = self._take  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            for module in self.users:
+                module.leading_slice = _LEADING_SLICE  # type: ignore[attr-defined]
+
+    def step(self) -> Callable[[], float]:
+        """``_step`` of the supernet with the recorded slices served."""
+        return _step(self.supernet, self.x, leaves=self.slices.values(), around=self._serving)
+
+
 def measure(
-    space: SearchSpace, arch: Any, batch: int, size: int, repeats: int, budget: float
-) -> tuple[float, float, float, int]:
+    space: SearchSpace,
+    arch: Any,
+    batch: int,
+    size: int,
+    repeats: int,
+    budget: float,
+    floor: bool = False,
+) -> tuple[float, float, float, int, float | None]:
     """Median seconds of (supernet, static) steps, interleaved; the median of the ratios of
-    each adjacent (supernet, static) pair; and the repeats used.
+    each adjacent (supernet, static) pair; the repeats used; with ``floor``, the median ratio
+    of the presliced supernet's step (``Presliced``) to the static step of the same round.
 
     Pairing cancels slow drift in the machine's speed (other tenants, page-fault storms of
     ImageNet-sized activations), which two independent medians of a few steps do not.
@@ -81,21 +153,29 @@ def measure(
     static = space.extract(supernet, arch).train()
     x = torch.randn(batch, space.in_channels, size, size)
     steps = [_step(supernet, x), _step(static, x)]
+    if floor:
+        steps.append(Presliced(supernet, x).step())
     for step in steps:  # warm-up: allocator, oneDNN primitive caches
         step()
     first = sum(step() for step in steps)
     repeats = max(MIN_REPEATS, min(repeats, int(budget / max(first, 1e-6))))
-    times: list[list[float]] = [[], []]
+    times: list[list[float]] = [[] for _ in steps]
     for i in range(repeats):
-        order = (0, 1) if i % 2 == 0 else (1, 0)  # neither always runs on a warmer cache
-        for which in order:
+        for j in range(len(steps)):  # rotate: none always runs on a warmer cache
+            which = (i + j) % len(steps)
             times[which].append(steps[which]())
     ratios = [shared / alone for shared, alone in zip(times[0], times[1], strict=True)]
+    floor_ratio = None
+    if floor:
+        floor_ratio = statistics.median(
+            bound / alone for bound, alone in zip(times[2], times[1], strict=True)
+        )
     return (
         statistics.median(times[0]),
         statistics.median(times[1]),
         statistics.median(ratios),
         repeats,
+        floor_ratio,
     )
 
 
@@ -108,15 +188,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=21, help="at most, per cell")
     parser.add_argument("--budget", type=float, default=8.0, help="seconds per cell, roughly")
     parser.add_argument("--quick", action="store_true", help="batch 8 only, 5 repeats")
+    parser.add_argument(
+        "--floor", action="store_true", help="also time the supernet with slicing for free"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.repeats, args.budget = [8], 5, 2.0
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, forward + backward, train mode")
     print()
-    print("| space | preset | subnet | px | batch | supernet ms | static ms | ratio | n |")
-    # ratio: median over the n interleaved (supernet, static) pairs of their quotient
-    print("|---|---|---|---|---|---|---|---|---|")
+    extra = " floor |" if args.floor else ""
+    print(f"| space | preset | subnet | px | batch | supernet ms | static ms | ratio |{extra} n |")
+    print("|" + "---|" * (10 if args.floor else 9))
     worst = 0.0
     for name in args.spaces:
         for preset in args.presets:
@@ -131,13 +214,14 @@ def main(argv: list[str] | None = None) -> None:
             for batch in args.batches:
                 for label, arch in archs.items():
                     size = arch.resolution if small else min(space.resolutions)
-                    shared, alone, ratio, n = measure(
-                        space, arch, batch, size, args.repeats, args.budget
+                    shared, alone, ratio, n, bound = measure(
+                        space, arch, batch, size, args.repeats, args.budget, args.floor
                     )
                     worst = max(worst, ratio)
+                    floor_cell = "" if bound is None else f" {bound:.3f} |"
                     print(
                         f"| {name} | {preset} | {label} | {size} | {batch} | "
-                        f"{shared * 1e3:.1f} | {alone * 1e3:.1f} | {ratio:.3f} | {n} |",
+                        f"{shared * 1e3:.1f} | {alone * 1e3:.1f} | {ratio:.3f} |{floor_cell} {n} |",
                         flush=True,
                     )
     print()

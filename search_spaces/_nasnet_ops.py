@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas.ops import DynamicConv2d
+from nas.ops import DynamicConv2d, leading_slice
 from search_spaces._nasnet_genotype import OP_LAYERS
 
 Pair = tuple[int, int]
@@ -46,9 +46,7 @@ class SlicedConv(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     def _weight(self, channels: int) -> Tensor:
-        if channels == self.max_in:
-            return self.weight
-        return self.weight[:channels] if self.depthwise else self.weight[:, :channels]
+        return leading_slice(self.weight, (channels,) if self.depthwise else (self.out, channels))
 
     def forward(self, x: Tensor, stride: Pair) -> Tensor:
         c = x.size(1)

@@ -21,6 +21,7 @@ from nas.ops import (
     GateName,
     SqueezeExcite,
     l1_importance,
+    leading_slice,
     make_activation,
     make_divisible,
     make_gate,
@@ -115,6 +116,37 @@ def test_full_config_passes_parameter_itself() -> None:
     assert conv.get_active_weight(6, 4, 5) is conv.weight
     dw = DynamicDepthwiseConv2d(max_channels=6, kernel_sizes=[3, 5], kernel_transform=True)
     assert dw.get_active_weight(6, 5) is dw.weight
+
+
+@pytest.mark.parametrize(
+    ("shape", "sizes", "margin"),
+    [
+        ((16, 8, 7, 7), (6, 5), 2),  # channels and kernel: one crop
+        ((16, 8, 1, 1), (6, 5), 0),  # pointwise, both channel dims
+        ((16, 1, 5, 5), (9,), 1),  # depthwise channels and kernel
+        ((10, 7), (3, 7), 0),  # linear, rows only: a view
+        ((12,), (4,), 0),  # BN affine
+    ],
+)
+def test_leading_slice_equals_python_slicing_in_one_node(
+    shape: tuple[int, ...], sizes: tuple[int, ...], margin: int
+) -> None:
+    weight = nn.Parameter(torch.randn(shape))
+    index: list[slice] = [slice(0, n) for n in sizes] + [slice(None)] * (len(shape) - len(sizes))
+    if margin:
+        index[-2] = index[-1] = slice(margin, -margin)
+    expected = weight.detach()[tuple(index)]
+    got = leading_slice(weight, sizes, margin)
+    assert torch.equal(got, expected) and got.is_contiguous()
+    only_rows = margin == 0 and tuple(sizes[1:]) == tuple(shape[1 : len(sizes)])
+    assert (got.data_ptr() == weight.data_ptr()) == only_rows  # a view exactly when it can be
+    assert got.grad_fn is not None and got.grad_fn.next_functions[0][0].variable is weight
+    upstream = torch.randn(got.shape)
+    got.backward(upstream)
+    full = torch.zeros(shape)
+    full[tuple(index)] = upstream
+    assert torch.equal(_grad(weight), full)
+    assert leading_slice(weight, shape) is weight
 
 
 def test_conv_uses_sliced_weight_shapes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from nas.ops.dynamic_se import DynamicSE
 from nas.ops.elastic_kernel import ElasticKernelConv
 from nas.ops.reorder import l1_importance, reorder_channels, reorder_se_mid_channels
 from nas.ops.rounding import make_divisible
+from nas.ops.slicing import leading_slice
 from nas.ops.static import SqueezeExcite
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "GateName",
     "SqueezeExcite",
     "l1_importance",
+    "leading_slice",
     "make_activation",
     "make_divisible",
     "make_gate",

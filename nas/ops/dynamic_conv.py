@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from nas.ops._checks import check_in_range, check_positive_int
 from nas.ops.elastic_kernel import ElasticKernelConv
+from nas.ops.slicing import leading_slice
 
 
 class DynamicConv2d(ElasticKernelConv):
@@ -63,18 +64,10 @@ class DynamicConv2d(ElasticKernelConv):
 
     def get_active_weight(self, out_channels: int, in_channels: int, kernel_size: int) -> Tensor:
         """Slice of the shared weight for a config; the full parameter itself when maximal."""
-        weight: Tensor = self.weight
-        if out_channels != self.max_out_channels or in_channels != self.max_in_channels:
-            weight = weight[:out_channels, :in_channels]
-        if kernel_size != self.max_kernel_size:
-            weight = self.shrink_kernel(weight, kernel_size)
-        return weight
+        return self.active_weight((out_channels, in_channels), kernel_size)
 
     def _active_bias(self, out_channels: int) -> Tensor | None:
-        bias = self.bias
-        if bias is None or out_channels == self.max_out_channels:
-            return bias
-        return bias[:out_channels]
+        return None if self.bias is None else leading_slice(self.bias, (out_channels,))
 
     def forward(self, x: Tensor) -> Tensor:
         in_channels = x.size(1)
@@ -148,12 +141,7 @@ class DynamicDepthwiseConv2d(ElasticKernelConv):
 
     def get_active_weight(self, channels: int, kernel_size: int) -> Tensor:
         """Slice of the shared weight; the full parameter itself when maximal."""
-        weight: Tensor = self.weight
-        if channels != self.max_channels:
-            weight = weight[:channels]
-        if kernel_size != self.max_kernel_size:
-            weight = self.shrink_kernel(weight, kernel_size)
-        return weight
+        return self.active_weight((channels,), kernel_size)
 
     def forward(self, x: Tensor) -> Tensor:
         channels = x.size(1)

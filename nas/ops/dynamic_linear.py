@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.ops._checks import check_in_range, check_positive_int
+from nas.ops.slicing import leading_slice
 
 
 class DynamicLinear(nn.Module):
@@ -40,15 +41,10 @@ class DynamicLinear(nn.Module):
 
     def get_active_weight(self, out_features: int, in_features: int) -> Tensor:
         """Slice of the shared weight; the full parameter itself when maximal."""
-        if out_features == self.max_out_features and in_features == self.max_in_features:
-            return self.weight
-        return self.weight[:out_features, :in_features]
+        return leading_slice(self.weight, (out_features, in_features))
 
     def _active_bias(self, out_features: int) -> Tensor | None:
-        bias = self.bias
-        if bias is None or out_features == self.max_out_features:
-            return bias
-        return bias[:out_features]
+        return None if self.bias is None else leading_slice(self.bias, (out_features,))
 
     def forward(self, x: Tensor) -> Tensor:
         in_features = x.size(-1)

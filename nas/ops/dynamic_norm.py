@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas.ops._checks import check_in_range, check_positive_int
+from nas.ops.slicing import leading_slice
 
 
 class DynamicBatchNorm2d(nn.Module):
@@ -66,8 +67,8 @@ class DynamicBatchNorm2d(nn.Module):
         bias: Tensor = self.bias
         mean, var = self.running_mean, self.running_var
         if features != self.max_features:
+            weight, bias = leading_slice(weight, (features,)), leading_slice(bias, (features,))
             # Prefix slices of 1-D buffers are views: F.batch_norm's in-place update writes through.
-            weight, bias = weight[:features], bias[:features]
             mean, var = mean[:features], var[:features]
         return F.batch_norm(x, mean, var, weight, bias, self.training, factor, self.eps)
 

@@ -22,6 +22,7 @@ from nas.ops.activations import (
     make_gate,
 )
 from nas.ops.rounding import make_divisible
+from nas.ops.slicing import leading_slice
 from nas.ops.static import SqueezeExcite
 
 
@@ -71,10 +72,10 @@ class DynamicSE(nn.Module):
             return self.reduce_weight, self.reduce_bias, self.expand_weight, self.expand_bias
         mid = self.mid_channels(channels)
         return (
-            self.reduce_weight[:mid, :channels],
-            self.reduce_bias[:mid],
-            self.expand_weight[:channels, :mid],
-            self.expand_bias[:channels],
+            leading_slice(self.reduce_weight, (mid, channels)),
+            leading_slice(self.reduce_bias, (mid,)),
+            leading_slice(self.expand_weight, (channels, mid)),
+            leading_slice(self.expand_bias, (channels,)),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -22,9 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from nas.ops._checks import check_kernel_sizes, check_positive_int
-
-# One shrink step: (transform key or None, crop start, crop end, resulting kernel size).
-_Step = tuple[str | None, int, int, int]
+from nas.ops.slicing import leading_slice
 
 
 class ElasticKernelConv(nn.Module):
@@ -58,19 +56,17 @@ class ElasticKernelConv(nn.Module):
         self._active_kernel_size = k
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default init
 
-    def _plan(self, size: int) -> tuple[_Step, ...]:
-        """Precompute crop windows so forward does no index arithmetic."""
+    def _plan(self, size: int) -> tuple[str, ...]:
+        """Keys of the transforms from the largest kernel down to ``size`` (none without them)."""
         if not self.kernel_transform:
-            start = (self.max_kernel_size - size) // 2
-            return () if start == 0 else ((None, start, start + size, size),)
-        steps: list[_Step] = []
+            return ()
+        keys: list[str] = []
         big = self.max_kernel_size
         for small in reversed(self.kernel_sizes):
             if small < big and small >= size:
-                start = (big - small) // 2
-                steps.append((f"{big}to{small}", start, start + small, small))
+                keys.append(f"{big}to{small}")
                 big = small
-        return tuple(steps)
+        return tuple(keys)
 
     @property
     def active_kernel_size(self) -> int:
@@ -88,17 +84,23 @@ class ElasticKernelConv(nn.Module):
         """'Same' padding, so every kernel choice yields the same output shape."""
         return self.dilation * (kernel_size // 2)
 
-    def shrink_kernel(self, weight: Tensor, kernel_size: int) -> Tensor:
-        """Turn a (channel-sliced) max-size kernel into the ``kernel_size`` kernel."""
+    def active_weight(self, channels: Sequence[int], kernel_size: int) -> Tensor:
+        """The weight's leading ``channels`` slice as a ``kernel_size`` kernel.
+
+        Without transforms this is one crop (``leading_slice``); with them the channel slice
+        goes through the composed transformation matrix.
+        """
         plan = self._plans.get(kernel_size)
         if plan is None:
             raise ValueError(f"kernel_size must be one of {self.kernel_sizes}, got {kernel_size!r}")
         if not self.kernel_transform:
-            for _, start, end, _ in plan:
-                weight = weight[:, :, start:end, start:end]
+            margin = (self.max_kernel_size - kernel_size) // 2
+            return leading_slice(self.weight, channels, margin)
+        weight = leading_slice(self.weight, channels)
+        if not plan:
             return weight
         matrix: Tensor | None = None
-        for key, _, _, _ in plan:
+        for key in plan:
             step = getattr(self, f"_centre_{key}") @ self.kernel_transforms[key]
             matrix = step if matrix is None else matrix @ step
         assert matrix is not None
