@@ -3,8 +3,8 @@
 Every Python slice is an autograd node of its own whose backward allocates a zero tensor the
 size of its input, and a slice of any dimension but the first leaves a strided view that the
 convolution copies anyway. Cropping all dimensions at once with one negative constant pad
-gives the same values as one contiguous copy with a single backward node, which is most of the
-per-layer cost of weight sharing at small batch sizes.
+gives the same values as one contiguous copy with a single backward node. That saves about
+10 us per conv layer in a microbenchmark; whole supernet steps moved by less than their noise.
 
 Every dynamic op takes its shared parameters' active slices through ``leading_slice`` and
 nothing else, so the cost of weight sharing has one place to be measured or replaced
