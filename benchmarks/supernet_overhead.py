@@ -90,8 +90,10 @@ def _step(
 class Presliced:
     """The supernet with each active weight slice precomputed as a leaf tensor: a lower bound.
 
-    The first forward records every slice the dynamic ops ask ``leading_slice`` for; later ones
-    get the same tensors back at no cost, so their steps time everything except slicing.
+    The first forward records every slice of a parameter that the dynamic ops ask
+    ``leading_slice`` for; later ones get the same tensors back at no cost, so their steps time
+    everything except slicing. Crops of computed tensors (the kernels that Once-for-All's
+    transforms produce) are part of the transform and stay computed.
     """
 
     def __init__(self, supernet: nn.Module, x: torch.Tensor) -> None:
@@ -107,6 +109,8 @@ class Presliced:
             supernet(x)
 
     def _take(self, weight: torch.Tensor, sizes: Any, margin: int = 0) -> torch.Tensor:
+        if not isinstance(weight, nn.Parameter):  # a transformed kernel's crop (OFA): computed
+            return _LEADING_SLICE(weight, sizes, margin)
         key = (id(weight), tuple(sizes), margin)
         cached = self.slices.get(key)
         if cached is None:

@@ -149,6 +149,23 @@ def test_leading_slice_equals_python_slicing_in_one_node(
     assert leading_slice(weight, shape) is weight
 
 
+@pytest.mark.parametrize(
+    ("sizes", "margin", "message"),
+    [
+        ((7, 3), 0, r"sizes\[0\] must be in 1\.\.6, got 7"),
+        ((6, 0), 0, r"sizes\[1\] must be in 1\.\.4, got 0"),
+        ((6, 4, 5, 5, 1), 0, "more entries than the weight's shape"),
+        ((6,), 3, "margin 3 leaves no kernel"),
+        ((6,), -1, "margin -1 leaves no kernel"),
+    ],
+)
+def test_leading_slice_rejects_cuts_outside_the_weight(
+    sizes: tuple[int, ...], margin: int, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        leading_slice(torch.zeros(6, 4, 5, 5), sizes, margin)
+
+
 def test_conv_uses_sliced_weight_shapes(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[int, ...]] = []
     real = F.conv2d

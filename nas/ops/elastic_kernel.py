@@ -5,12 +5,12 @@ transformation matrices (arXiv:1908.09791, section 3.2): a kernel of size k is t
 the next bigger kernel, mapped through a learned (k*k x k*k) matrix shared across channels,
 so small kernels need not reuse the big kernel's centre verbatim.
 
-With transforms, the crops are folded into the matrices: ``centre(w) @ M`` equals
-``flat(w) @ (E @ M)`` where ``E`` is the constant 0/1 matrix that picks the centre, so a kernel
-of any size is one matrix product of the flat largest kernel with a (K*K x k*k) matrix
-composed from small matrices. That is 4 matrix products for 7 -> 3 instead of 4 slices, 2
-copies and 2 products, and the backward pass allocates no cropped zero-filled gradients: in a
-training step the work no longer grows with the number of shrink steps, only with channels.
+With transforms, each shrink step is one crop (``leading_slice``: a single pad node, the first
+one fused with the channel slice) and one product with that step's matrix, as Once-for-All
+does. Folding the crops into the matrices instead (``flat(w) @ (E @ M)`` with ``E`` the 0/1
+centre picker) needs 4 products for 7 -> 3 against 2, and 6 backward products against 2 plus
+2 pad backwards: tiny OFA supernet steps are 1-1.5% faster this way (same outputs, in-process
+A/B of forward + backward, min and mid subnets, batch 8 and 32).
 """
 
 from __future__ import annotations
@@ -50,23 +50,22 @@ class ElasticKernelConv(nn.Module):
         if self.kernel_transform:
             for big, small in zip(self.kernel_sizes[:0:-1], self.kernel_sizes[-2::-1], strict=True):
                 self.kernel_transforms[f"{big}to{small}"] = nn.Parameter(torch.eye(small * small))
-                # not persistent: a constant of the sizes, not state (checkpoints stay as they are)
-                self.register_buffer(f"_centre_{big}to{small}", _centre(big, small), False)
         self._plans = {size: self._plan(size) for size in self.kernel_sizes}
         self._active_kernel_size = k
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default init
 
-    def _plan(self, size: int) -> tuple[str, ...]:
-        """Keys of the transforms from the largest kernel down to ``size`` (none without them)."""
+    def _plan(self, size: int) -> tuple[tuple[str, int, int], ...]:
+        """(transform key, crop margin, kernel size after) of each shrink step from the largest
+        kernel down to ``size``; none without transforms."""
         if not self.kernel_transform:
             return ()
-        keys: list[str] = []
+        steps: list[tuple[str, int, int]] = []
         big = self.max_kernel_size
         for small in reversed(self.kernel_sizes):
             if small < big and small >= size:
-                keys.append(f"{big}to{small}")
+                steps.append((f"{big}to{small}", (big - small) // 2, small))
                 big = small
-        return tuple(keys)
+        return tuple(steps)
 
     @property
     def active_kernel_size(self) -> int:
@@ -87,8 +86,8 @@ class ElasticKernelConv(nn.Module):
     def active_weight(self, channels: Sequence[int], kernel_size: int) -> Tensor:
         """The weight's leading ``channels`` slice as a ``kernel_size`` kernel.
 
-        Without transforms this is one crop (``leading_slice``); with them the channel slice
-        goes through the composed transformation matrix.
+        Without transforms this is one crop (``leading_slice``); with them every shrink step
+        crops the previous kernel's centre and maps it through that step's matrix.
         """
         plan = self._plans.get(kernel_size)
         if plan is None:
@@ -96,29 +95,18 @@ class ElasticKernelConv(nn.Module):
         if not self.kernel_transform:
             margin = (self.max_kernel_size - kernel_size) // 2
             return leading_slice(self.weight, channels, margin)
-        weight = leading_slice(self.weight, channels)
         if not plan:
-            return weight
-        matrix: Tensor | None = None
-        for key in plan:
-            step = getattr(self, f"_centre_{key}") @ self.kernel_transforms[key]
-            matrix = step if matrix is None else matrix @ step
-        assert matrix is not None
-        big = self.max_kernel_size * self.max_kernel_size
-        flat = weight.reshape(-1, big) @ matrix
-        return flat.view(weight.size(0), weight.size(1), kernel_size, kernel_size)
+            return leading_slice(self.weight, channels)
+        weight = self.weight
+        for key, margin, small in plan:
+            crop = leading_slice(weight, channels, margin)
+            channels = ()  # the first crop took the channel slice along
+            flat = crop.reshape(-1, small * small) @ self.kernel_transforms[key]
+            weight = flat.view(crop.size(0), crop.size(1), small, small)
+        return weight
 
     def extra_repr(self) -> str:
         return (
             f"kernel_sizes={self.kernel_sizes}, stride={self.stride}, dilation={self.dilation}, "
             f"kernel_transform={self.kernel_transform}"
         )
-
-
-def _centre(big: int, small: int) -> Tensor:
-    """``(big*big, small*small)`` 0/1 matrix: ``flat(w) @ it == flat(centre crop of w)``."""
-    start = (big - small) // 2
-    rows = torch.arange(big * big).view(big, big)[start : start + small, start : start + small]
-    matrix = torch.zeros(big * big, small * small)
-    matrix[rows.reshape(-1), torch.arange(small * small)] = 1.0
-    return matrix
