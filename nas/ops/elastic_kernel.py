@@ -92,11 +92,9 @@ class ElasticKernelConv(nn.Module):
         plan = self._plans.get(kernel_size)
         if plan is None:
             raise ValueError(f"kernel_size must be one of {self.kernel_sizes}, got {kernel_size!r}")
-        if not self.kernel_transform:
+        if not plan:  # no transforms, or the largest kernel: a single crop
             margin = (self.max_kernel_size - kernel_size) // 2
             return leading_slice(self.weight, channels, margin)
-        if not plan:
-            return leading_slice(self.weight, channels)
         weight = self.weight
         for key, margin, small in plan:
             crop = leading_slice(weight, channels, margin)

@@ -56,7 +56,7 @@ def _cut(shape: tuple[int, ...], sizes: tuple[int, ...], margin: int) -> _Cut:
         raise ValueError(f"margin {margin} leaves no kernel of a weight of shape {shape}")
     cuts = [size - full for size, full in zip(sizes, shape, strict=False)]
     if margin == 0 and not any(cuts[1:]):
-        return cuts[0] + shape[0] if cuts and cuts[0] else None
+        return sizes[0] if cuts and cuts[0] else None
     pad: list[int] = []
     for dim in range(ndim - 1, -1, -1):
         if margin and dim >= ndim - 2:
