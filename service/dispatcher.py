@@ -312,6 +312,7 @@ class Dispatcher:
                 },
                 num_workers=owned.spec["num_workers"],
                 placement=owned.spec.get("placement", {}),
+                health=owned.spec.get("health", {}),  # specs stored before health gates
             )
             self._write_tables(request)
             # One CPU for the actor when it trains itself; none when it only drives Ray

@@ -75,9 +75,10 @@ def test_fronts_follow_the_job_devices_with_members_along_each_front(
         assert ids == results.fronts[device]
         latencies = [results.by_id(i).latency_ms(device) for i in ids]
         assert latencies == sorted(latencies, reverse=True)
-        accuracies = [results.by_id(i).accuracy for i in ids]
+        accuracies = [results.by_id(i).measured for i in ids]
         assert accuracies == sorted(accuracies, reverse=True)  # a front: slower is more accurate
-        assert front["objectives"] == ["accuracy", f"latency:{device}", "macs"]
+        assert all(m["measured_accuracy"] is not None for m in front["members"])
+        assert front["objectives"] == ["accuracy", f"latency:{device}"]
         assert front["hypervolume"] > 0
         assert all(
             m["job_id"] == results.job_id and m["arch"]["space"] == "bignas"
@@ -85,11 +86,14 @@ def test_fronts_follow_the_job_devices_with_members_along_each_front(
         )
     ort_front, torch_front = body["data"]
     assert ort_front["budget"] == {"latency_ms": results.budget_ms}
-    within = [
-        i for i in results.fronts[ORT] if results.by_id(i).latency_ms(ORT) <= results.budget_ms
-    ]
-    assert within and len(within) < len(results.fronts[ORT])
-    assert ort_front["best_subnet_id"] == max(within, key=lambda i: results.by_id(i).accuracy)
+    # the pick: the most accurate *measured* subnet within the budget; the search's favourite
+    # (predicted 99%, within the budget) was never measured, so it is neither picked nor shown
+    within = [r for r in results.rows if (r.latency_ms(ORT) or 1e9) <= results.budget_ms]
+    favourite = max((r for r in within if r.predicted is not None), key=lambda r: r.predicted)  # type: ignore[arg-type, return-value]
+    assert favourite.measured is None
+    best = max((r for r in within if r.measured is not None), key=lambda r: r.measured)  # type: ignore[arg-type, return-value]
+    assert ort_front["best_subnet_id"] == best.id == results.fronts[ORT][0]
+    assert favourite.id not in results.fronts[ORT] + results.fronts[TORCH]
     assert torch_front["budget"] is None  # no budget: the most accurate member
     assert torch_front["best_subnet_id"] == results.fronts[TORCH][0]
     one = client.get(f"{API}/jobs/{results.job_id}/fronts/{TORCH}")
@@ -412,3 +416,40 @@ def test_recording_a_subnet_twice_keeps_one_row_and_merges_latencies(
     assert detail.latencies["pi4-ort"].predicted_ms == 3.2 and added not in {
         r.id for r in results.rows
     }
+
+
+def test_a_subnet_measured_later_joins_the_fronts_it_beats(
+    settings: Settings, results: Results, client: TestClient
+) -> None:
+    """A specialisation stores a measured subnet; the job's fronts are recomputed over every
+    measured subnet, so the newcomer replaces the members it dominates and the pick follows."""
+    from service.store.results import refresh_fronts
+
+    best = results.by_id(results.fronts[ORT][0])
+    fastest = min(results.rows, key=lambda r: r.latency_ms(ORT) or 1e9)
+    record = SubnetRecord(
+        arch_id="a" * 16,
+        arch={"space": "bignas"},
+        resolution=32,
+        macs=fastest.macs,
+        params=fastest.params,
+        predicted_accuracy=90.0,
+        measured_accuracy=best.measured + 0.5,  # type: ignore[operator]
+        latencies={ORT: {"predicted_ms": 0.2, "measured_ms": 0.2}},  # faster than any
+    )
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            added = results_read.record_subnet(session, results.job_id, record)
+            refresh_fronts(session, results.job_id)
+    finally:
+        engine.dispose()
+    front = client.get(f"{API}/jobs/{results.job_id}/fronts/{ORT}").json()
+    # it beats every member on both axes: the front is that subnet alone, and it is the pick
+    assert [m["id"] for m in front["members"]] == [added]
+    assert front["best_subnet_id"] == added
+    # the torch front is unchanged: the newcomer has no latency there
+    torch = client.get(f"{API}/jobs/{results.job_id}/fronts/{TORCH}").json()
+    assert [m["id"] for m in torch["members"]] == results.fronts[TORCH]
+    detail = client.get(f"{API}/subnets/{added}").json()
+    assert detail["fronts"] == [{"device": ORT, "position": 0}]

@@ -278,7 +278,8 @@ def _big_job(session: Any) -> int:
         else:  # slower and less accurate than the front: dominated
             ms = float(rng.uniform(2.0, 4.5))
             subnet.predicted_accuracy = float(rng.uniform(70.0, 80.0))
-        session.add(SubnetLatency(subnet_id=subnet.id, device=ORT, predicted_ms=ms))
+        subnet.measured_accuracy = subnet.predicted_accuracy  # fronts are drawn at measurements
+        session.add(SubnetLatency(subnet_id=subnet.id, device=ORT, predicted_ms=ms, measured_ms=ms))
     front = ParetoFront(
         job_id=job.id, device=ORT, objectives=["accuracy", f"latency:{ORT}"], hypervolume=0.9
     )
@@ -428,7 +429,7 @@ def test_the_job_page_draws_every_subnet_and_each_front(
     open_page(browser, f"{server.url}/jobs/{results.job_id}")
     shown = plot_dataset(browser)
     front = results.fronts[ORT]
-    drawable = [r for r in results.rows if r.accuracy is not None and r.latency_ms(ORT) is not None]
+    drawable = [r for r in results.rows if r.measured is not None and r.latency_ms(ORT) is not None]
     assert int(shown["frontPoints"]) == trace_points(browser, "front") == len(front)
     assert int(shown["cloudPoints"]) == trace_points(browser, "cloud") == len(drawable) - len(front)
     budget_lines = browser.execute_script(
@@ -663,3 +664,85 @@ def test_plotly_is_served_from_the_app_and_the_schema_stays_api_only(server: Ser
     assert not re.search(r"(src|href)=\"https?://", page.text)  # nothing from another origin
     paths = httpx.get(server.url + "/openapi.json", timeout=30).json()["paths"]
     assert all(p == "/health" or p.startswith("/api/v1/") for p in paths)
+
+
+def test_no_drawn_front_point_is_dominated_by_another_drawn_point(
+    browser: WebDriver, server: Server, data: Data
+) -> None:
+    """The trust check a user makes by eye: on the latency axis of each device, nothing drawn
+    sits above-left of a front point. A subnet that was only predicted (the search's favourite
+    here: 99% predicted, within the budget, never measured) is in the legend, not drawn."""
+    results = data.finished
+    open_page(browser, f"{server.url}/jobs/{results.job_id}")
+    plot_dataset(browser)
+    for device in (ORT, TORCH):
+        Select(browser.find_element(By.ID, "device-select")).select_by_value(device)
+        count = len(results.fronts[device])
+        wait_for(browser, lambda d, n=count: trace_points(d, "front") == n, device)
+        traces = browser.execute_script(
+            "return document.getElementById('front-plot').data.map(t => "
+            "({meta: t.meta, name: t.name, visible: t.visible, x: t.x, y: t.y, ids: t.customdata}))"
+        )
+        drawn = [t for t in traces if t["visible"] != "legendonly" and t["meta"] != "envelope"]
+        points = [(x, y) for t in drawn for x, y in zip(t["x"], t["y"], strict=True)]
+        (front,) = [t for t in drawn if t["meta"] == "front"]
+        assert front["x"], f"no front drawn on {device}"
+        for fx, fy in zip(front["x"], front["y"], strict=True):
+            beaten = [(x, y) for x, y in points if x <= fx and y >= fy and (x < fx or y > fy)]
+            assert not beaten, f"{device}: front point ({fx}, {fy}) is beaten by {beaten}"
+        # drawn figures are the measured ones, and the legend says so
+        for t in drawn:
+            for subnet_id, y in zip(t["ids"], t["y"], strict=True):
+                assert y == results.by_id(subnet_id).measured
+        names = {t["meta"]: t["name"] for t in traces}
+        assert "measured" in names["front"] and "measured" in names["cloud"]
+        (predicted,) = [t for t in traces if t["meta"] == "predicted"]
+        assert predicted["visible"] == "legendonly" and "never measured" in predicted["name"]
+        favourite = max(
+            (r for r in results.rows if r.predicted is not None),
+            key=lambda r: r.predicted,  # type: ignore[arg-type, return-value]
+        )
+        assert favourite.measured is None and favourite.id in predicted["ids"]
+    assert console_errors(browser) == []
+
+
+def test_health_warnings_show_as_a_banner_and_a_marker_in_the_list(
+    browser: WebDriver, server: Server, screenshots: Path
+) -> None:
+    """A job that succeeded although its predictor cannot rank (a health gate set to warn)."""
+    from workers.health import check_predictor
+    from workers.spec import HealthSettings
+
+    report = check_predictor(kendall_tau=0.04, rmse=25.3, num_test=8, settings=HealthSettings())
+    engine = create_db_engine(server.settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            now = datetime.now(UTC)
+            job = _job("no skill", "succeeded", progress=100.0, started_at=now, finished_at=now)
+            session.add(job)
+            session.flush()
+            session.add(
+                JobEvent(
+                    job_id=job.id,
+                    kind="metrics",
+                    stage="building_predictor",
+                    key="health/predictor",
+                    message=report.summary(),
+                    data={**report.model_dump(mode="json"), "outcome": report.outcome},
+                )
+            )
+            session.commit()
+            job_id = job.id
+    finally:
+        engine.dispose()
+    open_page(browser, server.url + "/")
+    row = wait_css(browser, f'tr[data-job-id="{job_id}"]')
+    assert row.find_element(By.CSS_SELECTOR, ".health-warning").text == "⚠ 2 warnings"
+    open_page(browser, f"{server.url}/jobs/{job_id}")
+    banner = wait_css(browser, "#health-warnings .notice-warn")
+    assert "Succeeded with 2 health warnings" in banner.text
+    assert "predictor kendall tau (predictor): measured 0.040, needs ≥ 0.200" in banner.text
+    assert "predictor rmse (predictor): measured 25.300, needs ≤ 10.000" in banner.text
+    assert "What to change: measure more subnets" in banner.text
+    browser.save_screenshot(str(screenshots / "job-health-warnings.png"))
+    assert console_errors(browser) == []

@@ -268,7 +268,7 @@ def _epochs(client: TestClient, job_id: int) -> dict[int, int]:
     return {
         line["data"]["epoch"]: line["attempt"]
         for line in _logs(client, job_id)
-        if line["kind"] == "metrics" and line["stage"] == "training"
+        if line["kind"] == "metrics" and (line["data"] or {}).get("kind") == "epoch"
     }
 
 
@@ -308,7 +308,9 @@ def test_a_tiny_job_runs_to_success_through_the_api(
     assert {stage["state"] for stage in job["stages"]} == {"succeeded"}
     stage = job["stages"][0]
     assert job["started_at"] <= stage["started_at"] <= stage["finished_at"] <= job["finished_at"]
-    (epoch,) = [line for line in logs if line["kind"] == "metrics" and line["stage"] == "training"]
+    (epoch,) = [
+        line for line in logs if line["kind"] == "metrics" and line["data"].get("kind") == "epoch"
+    ]
     assert epoch["data"]["epoch"] == 1 and 0 <= epoch["data"]["max_val_acc"] <= 100
     (artifact,) = [
         line for line in logs if line["kind"] == "artifact" and line["stage"] == "training"

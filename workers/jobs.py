@@ -41,6 +41,7 @@ from workers.events import (
     StageProgress,
     StageStarted,
 )
+from workers.health import HealthGateError, gate_training
 from workers.spec import JobRequest, StageName
 from workers.storage import ArtifactStore, StoreNotSharedError
 
@@ -219,6 +220,9 @@ def run_training(ctx: StageContext) -> None:
             f"supernet trained: max subnet {metrics['max_val_acc']:.2f}%, "
             f"min subnet {metrics['min_val_acc']:.2f}%"
         )
+    # A supernet at chance must not go on as a success (kept: the checkpoint and the log).
+    losses = (metrics.get("losses") or {}).values()
+    gate_training(ctx, diverged=any(not math.isfinite(loss) for loss in losses))
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,8 @@ def failure_reason(exc: BaseException, artifact_dir: Path) -> str:
     """The error a user reads when a stage fails. A refused write names its file where the
     error knows it; any failure while the artifact directory is full or read-only says so,
     because torch and the exporters report a full disk as a RuntimeError of their own."""
+    if isinstance(exc, HealthGateError):  # already says what failed and what to change
+        return str(exc)
     store = ArtifactStore(artifact_dir)
     if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
         where = "a file" if exc.filename is None else str(exc.filename)

@@ -21,6 +21,7 @@ STAGE_ORDER: tuple[StageName, ...] = ("training", "building_predictor", "searchi
 
 SearchStrategy = Literal["linas", "evolution", "nsga2", "optuna_nsga2", "random"]
 PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]
+HealthAction = Literal["fail", "warn"]
 
 _RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
 _MAX_RESOURCE_KINDS = 16
@@ -64,7 +65,63 @@ class SearchSettings(BaseModel):
         le=100_000,
         description="Subnets evaluated on the holdout split (the predictor's training set).",
     )
+    measure: int = Field(
+        default=24,
+        ge=2,
+        le=1_000,
+        description="Subnets per device measured on val (and timed whole on host devices) "
+        "before the front is shown: the search's front (evenly thinned when larger than half "
+        "of this) and its most accurate candidates within the budget. The shown front and "
+        "the best pick are recomputed on these measurements.",
+    )
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class HealthSettings(BaseModel):
+    """Health gates (``workers.health``): the least a trained supernet and a fitted predictor
+    must reach for the job to go on as a success, and what a miss does. Accuracies are
+    compared with chance for the job's dataset (100 / classes); a bound of 0 (or an RMSE of
+    100) turns its check off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_max_subnet_vs_chance: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=100.0,
+        description="The largest subnet's val accuracy must reach this many times chance "
+        "(2.0: 20% on 10 classes); with 2 classes capped so that it stays reachable (2.0: 75%, "
+        "not 100%).",
+    )
+    min_min_subnet_vs_chance: float = Field(
+        default=1.5,
+        ge=0.0,
+        le=100.0,
+        description="The smallest subnet's val accuracy must reach this many times chance "
+        "(1.5: 15% on 10 classes); capped like the largest subnet's.",
+    )
+    min_predictor_tau: float = Field(
+        default=0.2,
+        ge=-1.0,
+        le=1.0,
+        description="Least Kendall tau of the accuracy predictor on its holdout subnets "
+        "(how well it ranks them; 0 is no skill).",
+    )
+    max_predictor_rmse: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=100.0,
+        description="Largest RMSE (accuracy points) of the predictor on its holdout subnets.",
+    )
+    on_training_failure: HealthAction = Field(
+        default="fail",
+        description="fail (the default: a supernet near chance ends the job right after "
+        "training, its checkpoint and logs kept) or warn (go on; the job shows the warning).",
+    )
+    on_predictor_failure: HealthAction = Field(
+        default="warn",
+        description="warn (the default: the search measures its fronts anyway) or fail.",
+    )
 
 
 class WorkerPlacement(BaseModel):
@@ -122,6 +179,7 @@ class JobRequest(BaseModel):
     devices: list[str]
     num_workers: int = Field(ge=1)
     placement: WorkerPlacement = Field(default_factory=WorkerPlacement)
+    health: HealthSettings = Field(default_factory=HealthSettings)
     artifact_dir: Path = Field(description="Absolute NAS_ARTIFACT_DIR, shared with the workers.")
     data_root: Path = Field(description="Absolute NAS_DATA_ROOT, shared with the workers.")
     completed_stages: list[StageName] = Field(

@@ -1,11 +1,16 @@
 """Specialising a finished job for a new device or budget, in seconds, without retraining.
 
 The job's supernet and fitted predictor are what the search needed; with a device's latency
-table, a constrained evolution over the predictor finds the most accurate subnet under the
-new budget, which is then measured on val from the supernet (BN recalibrated). An infeasible
-budget is refused before anything is loaded beyond the data (``InfeasibleBudgetError``, with
-the smallest reachable value). The API process calls this: loaded jobs stay in a small LRU
-(``workers.trained``), so only the first request for a job pays for loading it.
+table, a constrained evolution over the predictor proposes the most accurate subnets under
+the new budget, which are then measured on val from the supernet (BN recalibrated) and, on a
+host device, timed whole. They compete with the subnets the job already measured, judged the
+way the job's fronts are (``workers.results``: measured accuracy, measured latency where it was
+timed), so the answer never contradicts the job: a budget that a measured subnet of the job
+meets is feasible, and the pick is at least as accurate as the job's best measured subnet
+under it. A budget that neither the table nor a measurement meets is refused
+(``InfeasibleBudgetError``, with the smallest reachable value). The API process calls this:
+loaded jobs stay in a small LRU (``workers.trained``), so only the first request for a job
+pays for loading it.
 """
 
 from __future__ import annotations
@@ -13,18 +18,19 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nas.data import DatasetSpec
 from nas.hardware.table import LatencyTable, check_table_for
-from workers.results import LatencyResult, SubnetResult
+from workers.results import LatencyResult, SubnetResult, within_budget
 from workers.tables import host_table
 
 __all__ = [
     "SpecializeRequest",
     "SpecializedSubnet",
+    "UnmetBudgetError",
     "export_subnet_files",
     "host_table",
     "specialize",
@@ -33,6 +39,17 @@ __all__ = [
 #: Evolution settings: a second or two for a tiny preset, close to OFA's 500 generations.
 POPULATION = 100
 GENERATIONS = 150
+#: The evolution's most accurate distinct subnets that are measured: under the budget, and
+#: one under each tighter share of a latency budget in ``MARGINS``.
+PROPOSALS = 4
+MARGINS = (1.0, 0.93, 0.85)
+#: The most subnets timed whole on a host device for one request (each takes a fraction of
+#: a second): the job's own subnets that were never timed on it, most accurate first.
+MAX_TIMED = 12
+#: Seconds of timed runs per subnet on a host device.
+TIMING_S = 0.25
+
+Figure = Literal["measured", "predicted"]
 
 
 class SpecializeRequest(BaseModel):
@@ -50,6 +67,11 @@ class SpecializeRequest(BaseModel):
     latency_ms: float | None = Field(default=None, gt=0.0, le=1e6)
     macs: int | None = Field(default=None, gt=0, le=10**15)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    known: list[SubnetResult] = Field(
+        default_factory=list,
+        description="The job's subnets with a measured val accuracy and what it knows of "
+        "their latency on the device: they compete with the new proposals.",
+    )
 
     @model_validator(mode="after")
     def _one_budget(self) -> Self:
@@ -73,13 +95,19 @@ class SpecializeRequest(BaseModel):
 
 
 class SpecializedSubnet(BaseModel):
-    """The most accurate subnet found under the budget, with its val accuracy."""
+    """The most accurate measured subnet under the budget, and how each figure was had."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     subnet: SubnetResult
     device: str
     budget: dict[str, float | int]
+    figures: dict[str, Figure] = Field(
+        description="accuracy: measured on val; latency_ms (when the device has a table): "
+        "measured (timed whole on this host) or predicted (the device's table)."
+    )
+    from_job: bool = Field(description="The pick is a subnet the job had already measured.")
+    candidates: int = Field(ge=0, description="Measured subnets compared, the job's included.")
     seconds: float = Field(ge=0.0, description="Wall time of the request.")
 
 
@@ -89,18 +117,93 @@ def _trained(job_dir: Path, space: str, preset: str, dataset: DatasetSpec, data_
     return load_trained(job_dir, space=space, preset=preset, dataset=dataset, data_root=data_root)
 
 
-def specialize(request: SpecializeRequest) -> SpecializedSubnet:
-    """The best subnet of ``request.job_dir`` for ``request.device`` under the new budget."""
+class UnmetBudgetError(ValueError):
+    """No measured subnet meets the budget: the table says none can, or every subnet it
+    proposed was measured over it. The message names the closest measured figure."""
+
+
+def _unmet(
+    subnets: list[SubnetResult], device: str, budget: dict[str, float | int], why: str
+) -> UnmetBudgetError:
+    from workers.results import shown_latency_ms
+
+    if "macs" in budget:
+        closest = min((s.macs for s in subnets), default=None)
+        shown = "" if closest is None else f"; the fewest MACs measured is {closest:,}"
+    else:
+        values = [shown_latency_ms(s, device) for s in subnets]
+        closest = min((v for v in values if v is not None), default=None)
+        shown = "" if closest is None else f"; the fastest measured on {device} is {closest:.3f} ms"
+    return UnmetBudgetError(
+        f"{why}: none of the {len(subnets)} measured subnets meets {budget}{shown}"
+    )
+
+
+def _with_device(subnet: SubnetResult, device: str, predicted_ms: float | None) -> SubnetResult:
+    """``subnet`` with the table's prediction on ``device`` where it had none."""
+    found = subnet.latencies.get(device)
+    if predicted_ms is None or (found is not None and found.predicted_ms is not None):
+        return subnet
+    measured = None if found is None else found.measured_ms
+    latency = LatencyResult(predicted_ms=max(predicted_ms, 0.0), measured_ms=measured)
+    return subnet.model_copy(update={"latencies": {**subnet.latencies, device: latency}})
+
+
+def _timed(subnet: SubnetResult, device: str, ms: float) -> SubnetResult:
+    found = subnet.latencies.get(device)
+    latency = LatencyResult(
+        predicted_ms=None if found is None else found.predicted_ms, measured_ms=ms
+    )
+    return subnet.model_copy(update={"latencies": {**subnet.latencies, device: latency}})
+
+
+def _proposals(trained: Any, objectives: list[Any], constraint: Any, seed: int) -> list[Any]:
+    """The evolution's most accurate distinct subnets (predicted accuracy) under the budget
+    and, for a latency budget, under ``MARGINS`` of it: a table's prediction is off by a few
+    percent, so subnets right at the budget are often over it once timed."""
     from nas.search import (
         ConstrainedEvolution,
         Constraint,
-        MacsObjective,
+        InfeasibleBudgetError,
         PredictedObjective,
         SearchProblem,
     )
-    from workers.search import latency_objective
+
+    evolution = ConstrainedEvolution(population_size=POPULATION, generations=GENERATIONS)
+    margins = MARGINS if constraint.objective.name.startswith("latency:") else (1.0,)
+    unique: dict[str, Any] = {}
+    for k, margin in enumerate(margins):
+        limit = Constraint(constraint.objective, constraint.max_value * margin)
+        try:
+            problem = SearchProblem(
+                trained.space, [PredictedObjective(trained.predictor), *objectives], [limit]
+            )
+        except InfeasibleBudgetError:
+            if k == 0:
+                raise
+            break  # tighter margins are infeasible too
+        result = evolution.run(problem, seed=seed)
+        feasible = (s for s in result.subnets if s.feasible)
+        wanted = len(unique) + (PROPOSALS - len(margins) + 1 if k == 0 else 1)
+        for subnet in sorted(feasible, key=lambda s: -s.values["accuracy"]):
+            if len(unique) == wanted:
+                break
+            unique.setdefault(subnet.id, subnet)
+    return list(unique.values())
+
+
+def specialize(request: SpecializeRequest) -> SpecializedSubnet:
+    """The best measured subnet of ``request.job_dir`` for ``request.device`` under the new
+    budget: the evolution's proposals and the job's own measured subnets, judged alike."""
+    from nas.search import (
+        Constraint,
+        InfeasibleBudgetError,
+        MacsObjective,
+    )
+    from workers.search import host_latency, latency_objective
 
     started = time.perf_counter()
+    device, budget = request.device, request.budget
     trained = _trained(
         request.job_dir, request.space, request.preset, request.dataset, request.data_root
     )
@@ -113,34 +216,78 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
     else:
         constraint = Constraint(macs, float(request.macs))  # type: ignore[arg-type]
     cheap = [o for o in (latency, macs) if o is not None]
-    SearchProblem(space, cheap, [constraint])  # refuses an infeasible budget before loading
-    problem = SearchProblem(space, [PredictedObjective(trained.predictor), *cheap], [constraint])
-    evolution = ConstrainedEvolution(population_size=POPULATION, generations=GENERATIONS)
-    best = evolution.run(problem, seed=request.seed).best_subnet()
-    if best is None:  # cannot happen: the min subnet is feasible under an accepted budget
-        raise RuntimeError("search found no subnet within the budget")
-    arch = space.arch_from_dict(best.arch)
-    measured = float(trained.measure_val([arch])[0])
-    count_macs, count_params = space.complexity_batch([arch])
-    latencies = {}
-    if latency is not None:
-        latencies[request.device] = LatencyResult(
-            predicted_ms=max(best.values[latency.name], 0.0), measured_ms=None
-        )
-    subnet = SubnetResult(
-        arch_id=arch.id,
-        arch=arch.to_dict(),
-        resolution=int(arch.resolution),
-        macs=int(count_macs[0]),
-        params=int(count_params[0]),
-        predicted_accuracy=min(max(best.values["accuracy"], 0.0), 100.0),
-        measured_accuracy=measured,
-        latencies=latencies,
-    )
+
+    def predicted_ms(archs: list[Any]) -> list[float | None]:
+        if latency is None or not archs:
+            return [None] * len(archs)
+        return [float(v) for v in latency.estimator.predict(archs)]
+
+    known_archs = [space.arch_from_dict(s.arch) for s in request.known]
+    known = [
+        _with_device(s, device, ms)
+        for s, ms in zip(request.known, predicted_ms(known_archs), strict=True)
+    ]
+    try:
+        proposals = _proposals(trained, cheap, constraint, request.seed)
+    except InfeasibleBudgetError as exc:
+        # the table says no subnet fits; a subnet the job measured under the budget says
+        # otherwise, and a measurement outranks a prediction
+        if not known:
+            raise
+        if not any(within_budget(s, device, budget) for s in known):
+            raise _unmet(known, device, budget, str(exc)) from None
+        proposals = []
+    archs = [space.arch_from_dict(s.arch) for s in proposals]
+    count_macs, count_params = space.complexity_batch(archs) if archs else ([], [])
+    with trained.lock:
+        measured = trained.measure_val(archs) if archs else []
+        timer = None
+        if request.table is not None:
+            timer = host_latency(space, trained.val.supernet, request.table, budget_s=TIMING_S)
+        fresh = [
+            SubnetResult(
+                arch_id=arch.id,
+                arch=arch.to_dict(),
+                resolution=int(arch.resolution),
+                macs=int(count_macs[i]),
+                params=int(count_params[i]),
+                predicted_accuracy=min(max(proposal.values["accuracy"], 0.0), 100.0),
+                measured_accuracy=float(measured[i]),
+                latencies={}
+                if latency is None
+                else {device: LatencyResult(predicted_ms=max(proposal.values[latency.name], 0.0))},
+            )
+            for i, (arch, proposal) in enumerate(zip(archs, proposals, strict=True))
+        ]
+        pool = {s.arch_id: s for s in fresh}
+        pool.update({s.arch_id: s for s in known})  # the job's row keeps what it measured
+        ranked = sorted(pool.values(), key=lambda s: -(s.measured_accuracy or 0.0))
+        chosen, timed, judged = None, 0, []
+        for subnet in ranked:
+            found = subnet.latencies.get(device)
+            if timer is not None and (found is None or found.measured_ms is None):
+                if timed == MAX_TIMED:
+                    continue
+                ms = float(timer([space.arch_from_dict(subnet.arch)])[0])
+                subnet, timed = _timed(subnet, device, ms), timed + 1
+            judged.append(subnet)
+            if within_budget(subnet, device, budget):
+                chosen = subnet
+                break
+    if chosen is None:
+        why = f"the device's table predicted subnets under {budget}, but measured"
+        raise _unmet(judged, device, budget, why)
+    found = chosen.latencies.get(device)
+    figures: dict[str, Figure] = {"accuracy": "measured"}
+    if found is not None:
+        figures["latency_ms"] = "measured" if found.measured_ms is not None else "predicted"
     return SpecializedSubnet(
-        subnet=subnet,
-        device=request.device,
-        budget=request.budget,
+        subnet=chosen,
+        device=device,
+        budget=budget,
+        figures=figures,
+        from_job=chosen.arch_id in {s.arch_id for s in request.known},
+        candidates=len(pool),
         seconds=time.perf_counter() - started,
     )
 

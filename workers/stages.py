@@ -112,9 +112,11 @@ def _measure_dataset(ctx: StageContext) -> list[AccuracyRecord]:
 
 def run_building_predictor(ctx: StageContext) -> None:
     """Measure ``search.evaluations`` subnets (stratified over MACs, plus the min and max) on
-    the holdout split, fit the ``auto`` predictor on them, report its held-out scores."""
+    the holdout split, fit the ``auto`` predictor on them, report its held-out scores and
+    gate on them (``workers.health``: a warning by default, the job's failure if asked)."""
     from nas.data import load_dataset
     from nas.predictors import AccuracyDataset, PredictorSpec, holdout_report, predictor_to_bytes
+    from workers.health import gate_predictor
     from workers.trained import build_space
 
     request = ctx.request
@@ -142,6 +144,9 @@ def run_building_predictor(ctx: StageContext) -> None:
             f"Kendall tau {report.kendall_tau:.3f} ({len(y)} subnets)",
             data={**report.model_dump(), "chosen": chosen, "num_subnets": len(y)},
         )
+        # Gated before the file is written: a resumed attempt that finds the file finds the
+        # gate's result in the replayed metrics; one that does not, gates again.
+        gate_predictor(ctx, report)
         write_atomically(predictor_file, predictor_to_bytes(predictor))
     ctx.artifact("predictor", predictor_file)
 

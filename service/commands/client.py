@@ -120,7 +120,7 @@ def jobs_command(
         _print_json(page)
         return
     table = Table(title=f"jobs ({len(page['data'])} of {page['count']})")
-    for column in ("id", "name", "space", "state", "progress", "created"):
+    for column in ("id", "name", "space", "state", "health", "progress", "created"):
         table.add_column(column, overflow="fold")
     for job in page["data"]:
         table.add_row(
@@ -128,10 +128,40 @@ def jobs_command(
             job["name"],
             f"{job['space']}/{job['preset']}",
             job["state"],
+            _health_cell(job),
             f"{job['progress']:.0f}%",
             job["created_at"][:19],
         )
     console.print(table)
+    warned = [job for job in page["data"] if job.get("warnings")]
+    for job in warned:
+        console.print(_warning_summary(job), highlight=False)
+
+
+def _health_cell(job: dict[str, Any]) -> str:
+    """ok, -, "1 warning" or "failed: <check>": what the health gates found."""
+    checks = job.get("health") or []
+    if not checks:
+        return "-"
+    fatal = [c["check"] for c in checks if not c["passed"] and c["action"] == "fail"]
+    if fatal:
+        return f"[red]failed: {', '.join(fatal)}[/]"
+    count = len(job.get("warnings") or [])
+    return f"[yellow]{count} warning{'s' if count != 1 else ''}[/]" if count else "ok"
+
+
+def _warning_summary(job: dict[str, Any]) -> str:
+    """``job 7 succeeded with 1 warning: ...``: each missed check, its figure and advice."""
+    warnings = job["warnings"]
+    lines = [
+        f"[bold yellow]job {job['id']} {job['state']} with {len(warnings)} "
+        f"warning{'s' if len(warnings) != 1 else ''}:[/]"
+    ]
+    for check in warnings:
+        lines.append(f"  {check['check']}: {check['message']}")
+        if check["advice"]:
+            lines.append(f"    what to change: {check['advice']}")
+    return "\n".join(lines)
 
 
 def watch_command(
@@ -153,31 +183,57 @@ def watch_command(
             bar.update(task, completed=job["progress"], description=f"job {job_id} {where}")
 
         job = client.watch(job_id, on_progress=show, poll_s=poll)
+    if job.get("warnings"):  # prominent: a job that warned may not be worth using
+        console.print(_warning_summary(job), highlight=False)
     if job["state"] != "succeeded":
         reason = f": {job['error']}" if job["error"] else ""
         err_console.print(f"[bold red]job {job_id} {job['state']}[/]{reason}", highlight=False)
         raise typer.Exit(code=1)
-    console.print(f"job {job_id} succeeded; `nas pareto {job_id}` shows its fronts")
+    count = len(job.get("warnings") or [])
+    warned = f" with {count} warning{'s' if count != 1 else ''} (above)" if count else ""
+    console.print(f"job {job_id} succeeded{warned}; `nas pareto {job_id}` shows its fronts")
+
+
+def _predicted(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
-    """One table per front: accuracy against latency, MACs and params; * marks the best."""
+    """One table per front: measured accuracy and latency beside the search's predictions,
+    MACs and params; * marks the best."""
     if not fronts:
         console.print(f"job {job_id} has no Pareto fronts yet")
     for front in fronts:
+        device = front["device"]
         budget = ", ".join(f"{k} <= {v:g}" for k, v in (front["budget"] or {}).items())
         table = Table(
-            title=f"job {job_id} on {front['device']}" + (f" (budget {budget})" if budget else "")
+            title=f"job {job_id} on {device}" + (f" (budget {budget})" if budget else ""),
+            caption="accuracy: measured on val; latency: measured (timed whole) unless marked "
+            "(pred); the predicted columns are what the search believed",
         )
-        for column in ("", "subnet", "accuracy %", "latency ms", "MMACs", "Mparams", "arch_id"):
+        columns = (
+            "",
+            "subnet",
+            "accuracy %",
+            "predicted %",
+            "latency ms",
+            "predicted ms",
+            "MMACs",
+            "Mparams",
+            "arch_id",
+        )
+        for column in columns:
             table.add_column(column, no_wrap=column != "arch_id")
         for member in front["members"]:
             best = "*" if member["id"] == front["best_subnet_id"] else ""
+            latency = member["latencies"].get(device) or {}
             table.add_row(
                 best,
                 str(member["id"]),
                 _accuracy(member),
-                _latency(member, front["device"]),
+                _predicted(member["predicted_accuracy"], 2),
+                _latency(member, device),
+                _predicted(latency.get("predicted_ms"), 3),
                 f"{member['macs'] / 1e6:.2f}",
                 f"{member['params'] / 1e6:.3f}",
                 member["arch_id"],
@@ -185,6 +241,8 @@ def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
         console.print(table)
         if front["best_subnet_id"] is not None:
             console.print(f"* best: `nas download {front['best_subnet_id']} --format onnx`")
+        elif front["budget"]:
+            console.print(f"no measured subnet meets the budget on {device}: nothing is picked")
 
 
 def pareto_command(
@@ -221,10 +279,15 @@ def specialize_command(
         _print_json(found)
         return
     subnet = found["subnet"]
+    figures = found.get("figures", {})
+    latency = figures.get("latency_ms", "")
+    source = "one the job had measured" if found.get("from_job") else "newly found"
     console.print(
         f"subnet {subnet['id']} ({subnet['arch_id']}) for {found['device']} in "
-        f"{found['seconds']:.1f} s: accuracy {_accuracy(subnet)} %, latency "
-        f"{_latency(subnet, found['device'])} ms, {subnet['macs'] / 1e6:.2f} MMACs"
+        f"{found['seconds']:.1f} s, {source} (best of {found.get('candidates', '?')} measured): "
+        f"accuracy {_accuracy(subnet)} % ({figures.get('accuracy', 'measured')} on val), "
+        f"latency {_latency(subnet, found['device'])} ms{f' ({latency})' if latency else ''}, "
+        f"{subnet['macs'] / 1e6:.2f} MMACs"
     )
     console.print(f"download it: `nas download {subnet['id']} --format onnx --out subnet.onnx`")
 

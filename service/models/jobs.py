@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, CheckConstraint, Float, ForeignKey, Index, String, Text, and_
 from sqlalchemy import UniqueConstraint as Unique
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
 from service.models._sql import one_of
+from workers.health import HEALTH_KEY_PREFIX, HealthCheck, reports_from_points
 from workers.spec import STAGE_ORDER
 
 JobState = Literal[
@@ -75,6 +76,28 @@ class Job(Base):
         cascade="all, delete-orphan",
         passive_deletes=True,
     )
+
+    #: The health gates' data points (``workers.health``): a job's health is read from its
+    #: log, where a resumed attempt replaces a point instead of adding one.
+    health_events: Mapped[list[JobEvent]] = relationship(
+        primaryjoin=lambda: and_(
+            Job.id == foreign(JobEvent.job_id),
+            JobEvent.key.startswith(HEALTH_KEY_PREFIX, autoescape=True),
+        ),
+        viewonly=True,
+        order_by=lambda: JobEvent.id,
+    )
+
+    @property
+    def health(self) -> list[HealthCheck]:
+        """Every health check run so far, passed or not, in gate order."""
+        reports = reports_from_points([event.data for event in self.health_events])
+        return [check for report in reports for check in report.checks]
+
+    @property
+    def warnings(self) -> list[HealthCheck]:
+        """Missed checks that let the job go on (those that fail it are in ``error``)."""
+        return [c for c in self.health if not c.passed and c.action == "warn"]
 
     __table_args__ = (
         one_of("state", JOB_STATES, "state"),

@@ -111,7 +111,7 @@ def _by_idempotency_key(
 ) -> Job | None:
     job = session.scalars(
         select(Job)
-        .options(selectinload(Job.stages))
+        .options(selectinload(Job.stages), selectinload(Job.health_events))
         .where(Job.owner == owner, Job.idempotency_key == key)
     ).one_or_none()
     if job is not None and job.spec != spec:
@@ -124,7 +124,9 @@ def _by_idempotency_key(
 
 def get_job(session: Session, job_id: int) -> Job:
     job = session.scalars(
-        select(Job).options(selectinload(Job.stages)).where(Job.id == job_id)
+        select(Job)
+        .options(selectinload(Job.stages), selectinload(Job.health_events))
+        .where(Job.id == job_id)
     ).one_or_none()
     if job is None:
         raise NotFoundError(f"no job with id {job_id}")
@@ -139,7 +141,7 @@ def list_jobs(
     total = session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
     page = session.scalars(
         select(Job)
-        .options(selectinload(Job.stages))
+        .options(selectinload(Job.stages), selectinload(Job.health_events))
         .where(*where)
         .order_by(Job.id.desc())
         .limit(limit)

@@ -8,11 +8,17 @@ with the event that announced them) and commits nothing itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.errors import ConflictError
 from service.models import ParetoFront, ParetoMember, Subnet, SubnetLatency
-from workers.results import JobResults
+from service.store.jobs import get_job
+from service.store.results_read import job_budget, measured_subnets
+from workers.results import JobResults, measured_front
 
 
 def _upsert_subnets(session: Session, job_id: int, results: JobResults) -> dict[str, Subnet]:
@@ -69,11 +75,16 @@ def _replace_fronts(
         )
         session.add(front)
         session.flush()
-        session.add_all(
-            ParetoMember(front_id=front.id, subnet_id=ids[arch_id], position=position)
-            for position, arch_id in enumerate(result.members)
-        )
+        _set_members(session, front.id, [ids[arch_id] for arch_id in result.members])
     session.flush()
+
+
+def _set_members(session: Session, front_id: int, subnet_ids: Sequence[int]) -> None:
+    session.execute(delete(ParetoMember).where(ParetoMember.front_id == front_id))
+    session.add_all(
+        ParetoMember(front_id=front_id, subnet_id=subnet_id, position=position)
+        for position, subnet_id in enumerate(subnet_ids)
+    )
 
 
 def ingest_results(session: Session, job_id: int, results: JobResults) -> dict[str, int]:
@@ -84,3 +95,23 @@ def ingest_results(session: Session, job_id: int, results: JobResults) -> dict[s
     ids = {arch_id: row.id for arch_id, row in rows.items()}
     _replace_fronts(session, job_id, results, ids)
     return ids
+
+
+def refresh_fronts(session: Session, job_id: int) -> None:
+    """Recompute the members of each of the job's fronts from all its measured subnets
+    (``workers.results.measured_front``), and commit: a subnet measured after the search (a
+    specialisation) may join a front or beat one of its members."""
+    for _ in range(2):  # the second pass after a concurrent refresh of the same fronts
+        job = get_job(session, job_id)
+        subnets = measured_subnets(session, job_id)
+        fronts = session.scalars(select(ParetoFront).where(ParetoFront.job_id == job_id)).all()
+        for front in fronts:
+            members = measured_front(subnets, front.device, job_budget(job, front.device))
+            _set_members(session, front.id, [s.id for s in members])
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            continue
+        return
+    raise ConflictError(f"the fronts of job {job_id} changed meanwhile; retry")

@@ -38,6 +38,7 @@ from service.models import (
     SubnetLatency,
 )
 from service.store.jobs import get_job
+from workers.results import best_member
 
 #: Fronts exist once the searching stage has run; before that a missing one is no 404.
 _BEFORE_FRONTS = ("queued", "training", "building_predictor", "searching")
@@ -61,21 +62,6 @@ class SubnetQuery:
 def _accuracy() -> ColumnElement[Any]:
     """Measured where it was, predicted otherwise: what a person means by "accuracy"."""
     return func.coalesce(Subnet.measured_accuracy, Subnet.predicted_accuracy)
-
-
-def _accuracy_of(subnet: SubnetPublic) -> float | None:
-    return (
-        subnet.measured_accuracy
-        if subnet.measured_accuracy is not None
-        else subnet.predicted_accuracy
-    )
-
-
-def _latency_of(subnet: SubnetPublic, device: str) -> float | None:
-    latency = subnet.latencies.get(device)
-    if latency is None:
-        return None
-    return latency.measured_ms if latency.measured_ms is not None else latency.predicted_ms
 
 
 def _latencies(session: Session, subnet_ids: Sequence[int]) -> dict[int, dict[str, LatencyPublic]]:
@@ -116,31 +102,12 @@ def _public(subnets: Iterable[Subnet], session: Session) -> list[SubnetPublic]:
 # --- fronts ------------------------------------------------------------------------------------
 
 
-def _budget(job: Job, device: str) -> dict[str, float | int] | None:
+def job_budget(job: Job, device: str) -> dict[str, float | int] | None:
+    """The job's budget on ``device`` as submitted; None without one."""
     budget = job.spec.get("search", {}).get("budgets", {}).get(device)
     if not budget:
         return None
     return {key: value for key, value in budget.items() if value is not None} or None
-
-
-def best_member(
-    members: Sequence[SubnetPublic], device: str, budget: dict[str, float | int] | None
-) -> int | None:
-    """The most accurate member within the budget (the front's pick for the device)."""
-    best: tuple[float, int] | None = None
-    for subnet in members:
-        accuracy = _accuracy_of(subnet)
-        if accuracy is None:
-            continue
-        if budget and "latency_ms" in budget:
-            latency = _latency_of(subnet, device)
-            if latency is None or latency > budget["latency_ms"]:
-                continue
-        if budget and "macs" in budget and subnet.macs > budget["macs"]:
-            continue
-        if best is None or accuracy > best[0]:
-            best = (accuracy, subnet.id)
-    return None if best is None else best[1]
 
 
 def _front_public(session: Session, job: Job, front: ParetoFront) -> FrontPublic:
@@ -151,13 +118,14 @@ def _front_public(session: Session, job: Job, front: ParetoFront) -> FrontPublic
         .order_by(ParetoMember.position)
     ).all()
     public = _public(members, session)
-    budget = _budget(job, front.device)
+    budget = job_budget(job, front.device)
+    best = best_member(public, front.device, budget)
     return FrontPublic(
         device=front.device,
         objectives=list(front.objectives),
         hypervolume=front.hypervolume,
         budget=budget,
-        best_subnet_id=best_member(public, front.device, budget),
+        best_subnet_id=None if best is None else best.id,
         members=public,
     )
 
@@ -267,6 +235,17 @@ def list_subnets(
         .offset(query.offset)
     ).all()
     return _public(page, session), total
+
+
+def measured_subnets(session: Session, job_id: int) -> list[SubnetPublic]:
+    """Every subnet of the job with a measured val accuracy: what fronts and picks are made
+    of."""
+    rows = session.scalars(
+        select(Subnet)
+        .where(Subnet.job_id == job_id, Subnet.measured_accuracy.is_not(None))
+        .order_by(Subnet.id)
+    ).all()
+    return _public(rows, session)
 
 
 def get_subnet_row(session: Session, subnet_id: int) -> Subnet:

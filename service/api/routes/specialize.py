@@ -24,6 +24,8 @@ from service.settings import Settings
 from service.store import results_read as store
 from service.store.devices import get_device, latest_table
 from service.store.jobs import get_job
+from service.store.results import refresh_fronts
+from workers.results import SubnetResult
 from workers.spec import job_dir
 
 router = APIRouter(prefix="/jobs", tags=["results"], responses=COMMON_RESPONSES)
@@ -66,8 +68,9 @@ def specialize_job(
     settings: SettingsDep,
     principal: WriteAccess,
 ) -> SpecializePublic:
-    """Find the most accurate subnet of a succeeded job for a device under a latency or MACs
-    budget, verify it on val, and store it with the job's subnets."""
+    """Find the most accurate measured subnet of a succeeded job for a device under a latency
+    or MACs budget (new proposals measured on val, and timed on a host device, against the
+    job's own measured subnets), and store it with the job's subnets."""
     job = get_job(session, job_id)
     if job.state != "succeeded":
         raise ConflictError(
@@ -77,7 +80,7 @@ def specialize_job(
     table = _device_table(session, settings, job, body)
 
     from nas.search import InfeasibleBudgetError
-    from workers.specialize import SpecializeRequest, specialize
+    from workers.specialize import SpecializeRequest, UnmetBudgetError, specialize
 
     try:
         request = SpecializeRequest(
@@ -91,6 +94,10 @@ def specialize_job(
             latency_ms=body.latency_ms,
             macs=body.macs,
             seed=body.seed,
+            known=[
+                SubnetResult.model_validate(s.model_dump(exclude={"id", "job_id"}))
+                for s in store.measured_subnets(session, job_id)
+            ],
         )
     except ValidationError as exc:  # the device's table does not fit the job
         reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
@@ -98,7 +105,7 @@ def specialize_job(
     session.rollback()  # no transaction stays open through the search (seconds)
     try:
         result = specialize(request)
-    except InfeasibleBudgetError as exc:
+    except (InfeasibleBudgetError, UnmetBudgetError) as exc:
         field = "latency_ms" if body.latency_ms is not None else "macs"
         raise InvalidFieldError(("body", field), str(exc)) from None
     except FileNotFoundError as exc:
@@ -107,9 +114,13 @@ def specialize_job(
         ) from None
     record = SubnetRecord.model_validate(result.subnet.model_dump())
     subnet_id = store.record_subnet(session, job_id, record)
+    refresh_fronts(session, job_id)  # a new measurement may join (or beat) a front member
     return SpecializePublic(
         subnet=store.get_subnet(session, subnet_id),
         device=result.device,
         budget=result.budget,
+        figures=result.figures,
+        from_job=result.from_job,
+        candidates=result.candidates,
         seconds=result.seconds,
     )

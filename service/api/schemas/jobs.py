@@ -14,7 +14,8 @@ from nas.hardware.device import NAME_PATTERN
 from nas.training.config import TrainingConfig
 from service.api.schemas.common import Line
 from service.models import JobState
-from workers.spec import SearchSettings, StageName, WorkerPlacement
+from workers.health import HealthCheck
+from workers.spec import HealthSettings, SearchSettings, StageName, WorkerPlacement
 
 DEFAULT_DEVICES = ["host-cpu-onnxruntime"]
 #: float32 bytes of one input batch / of a generated dataset a job may ask for.
@@ -63,6 +64,12 @@ class JobCreate(BaseModel):
         default_factory=WorkerPlacement,
         description="Where the training workers run on a Ray cluster: placement strategy and "
         "resources per worker (GPUs, custom node resources).",
+    )
+    health: HealthSettings = Field(
+        default_factory=HealthSettings,
+        description="Health gates: how far above chance the trained supernet's largest and "
+        "smallest subnets must be, how well the accuracy predictor must rank, and whether a "
+        "miss fails the job or warns.",
     )
 
     @field_validator("space")
@@ -136,6 +143,12 @@ class StagePublic(BaseModel):
     finished_at: datetime | None
 
 
+class HealthCheckPublic(HealthCheck):
+    """A health check: the measured value against its threshold, and what to change."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
 class JobPublic(BaseModel):
     """A job as clients see it (no lease internals)."""
 
@@ -157,6 +170,14 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     stages: list[StagePublic]
+    health: list[HealthCheckPublic] = Field(
+        description="Every health check run so far (after training, after building the "
+        "predictor), passed or not."
+    )
+    warnings: list[HealthCheckPublic] = Field(
+        description="Missed health checks that let the job go on: a job that succeeded with "
+        "warnings may not be worth using. Checks that failed the job are in error."
+    )
     spec: dict[str, Any] = Field(description="The submitted spec with every default filled.")
 
 

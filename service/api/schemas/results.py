@@ -103,12 +103,15 @@ class SubnetRecord(BaseModel):
 
 
 class LatencyPublic(BaseModel):
-    predicted_ms: float | None = Field(description="From the device's latency table.")
-    measured_ms: float | None = Field(description="Timed on the device, where it was.")
+    predicted_ms: float | None = Field(description="Predicted: from the device's latency table.")
+    measured_ms: float | None = Field(
+        description="Measured: the whole network timed on the device (host devices); null "
+        "where it could not be timed, and then fronts and picks use the prediction."
+    )
 
 
 class SubnetPublic(BaseModel):
-    """One subnet a job evaluated; accuracies are percent (0-100) on the val split."""
+    """One subnet a job evaluated; accuracies are percent (0-100)."""
 
     id: int
     job_id: int
@@ -117,8 +120,14 @@ class SubnetPublic(BaseModel):
     resolution: int
     macs: int
     params: int
-    predicted_accuracy: float | None
-    measured_accuracy: float | None
+    predicted_accuracy: float | None = Field(
+        description="Predicted: what the search believed (the accuracy predictor, or the "
+        "holdout split for strategies that measure); null where the search did not score it."
+    )
+    measured_accuracy: float | None = Field(
+        description="Measured: top-1 on val from the supernet, BN recalibrated. Fronts and "
+        "best picks are made from this figure only."
+    )
     latencies: dict[str, LatencyPublic] = Field(description="Per device name.")
 
 
@@ -155,14 +164,21 @@ class FrontPublic(BaseModel):
 
     device: str
     objectives: list[str]
-    hypervolume: float | None
+    hypervolume: float | None = Field(
+        description="Of the members' measured values when the search stage wrote the front."
+    )
     budget: dict[str, float | int] | None = Field(
         description="The job's budget for the device ({'latency_ms': x} or {'macs': n})."
     )
     best_subnet_id: int | None = Field(
-        description="The most accurate member within the budget (any member without one)."
+        description="The most accurate member within the budget, on measured accuracy and "
+        "the latency shown (measured where timed); null when no measured subnet meets it."
     )
-    members: list[SubnetPublic]
+    members: list[SubnetPublic] = Field(
+        description="The job's measured subnets within the budget that no other measured "
+        "subnet of the job beats on both accuracy and the second objective; most accurate "
+        "first."
+    )
 
 
 class FrontsPublic(BaseModel):
@@ -174,4 +190,10 @@ class SpecializePublic(BaseModel):
     subnet: SubnetDetailPublic
     device: str
     budget: dict[str, float | int]
+    figures: dict[str, Literal["measured", "predicted"]] = Field(
+        description="How the pick's figures were had: accuracy is measured on val; latency_ms "
+        "is measured (timed whole on this host) or predicted (the device's table)."
+    )
+    from_job: bool = Field(description="The pick is a subnet the job had already measured.")
+    candidates: int = Field(description="Measured subnets compared, the job's included.")
     seconds: float = Field(description="How long the specialisation took.")

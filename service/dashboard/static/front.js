@@ -1,7 +1,9 @@
 // A job's results: the Pareto front per device over every evaluated subnet, the subnet panel
-// (arch, figures, downloads), specialisation, predictor quality and hypervolume.
+// (arch, figures, downloads), specialisation, predictor quality and hypervolume. Points sit at
+// measured figures (val accuracy; latency timed where it was): a subnet that was only
+// predicted is listed in the legend but not drawn unless the user asks for it.
 import {
-  COLORS, PLOT_CONFIG, SMALL_PLOT_CONFIG, fastScatter, accuracyOf, api, archSummary, budgetText, download, errorNotice,
+  COLORS, PLOT_CONFIG, SMALL_PLOT_CONFIG, fastScatter, api, archSummary, budgetText, download, errorNotice,
   fetchAll, fmtCount, fmtNum, h, latencyOf, notice, plotly, replace, table,
 } from "./common.js";
 
@@ -17,6 +19,30 @@ const MEMBER_ROWS = 50;
 /** The x value of a subnet on an axis: its latency on the device, or MACs / params. */
 export function xOf(subnet, axis, device) {
   return axis === "latency" ? latencyOf(subnet, device) : subnet[axis];
+}
+
+/** The accuracy a point is drawn at: measured on val, or (a predicted-only subnet) predicted. */
+const measuredOf = (subnet) => subnet.measured_accuracy ?? null;
+const predictedOf = (subnet) => subnet.predicted_accuracy ?? null;
+
+/** "2.405 ms measured (table 2.31)" or "2.31 ms predicted by the table". */
+export function latencyText(subnet, device) {
+  const latency = subnet.latencies && subnet.latencies[device];
+  if (!latency) return `no latency on ${device}`;
+  if (latency.measured_ms != null) {
+    const table = latency.predicted_ms != null ? ` (table ${fmtNum(latency.predicted_ms, 3)})` : "";
+    return `${fmtNum(latency.measured_ms, 3)} ms measured${table}`;
+  }
+  return `${fmtNum(latency.predicted_ms, 3)} ms predicted by the table`;
+}
+
+/** "96.66% measured on val (predicted 97.20)" or "97.20% predicted, never measured". */
+export function accuracyText(subnet) {
+  if (subnet.measured_accuracy != null) {
+    const predicted = subnet.predicted_accuracy != null ? ` (predicted ${fmtNum(subnet.predicted_accuracy)})` : "";
+    return `${fmtNum(subnet.measured_accuracy)}% measured on val${predicted}`;
+  }
+  return subnet.predicted_accuracy != null ? `${fmtNum(subnet.predicted_accuracy)}% predicted, never measured` : "no accuracy";
 }
 
 /** The 2-D staircase of points no other point beats on both axes (the front is over more
@@ -40,8 +66,8 @@ export function envelope(xs, ys) {
 export function hoverText(subnet, device) {
   return [
     `<b>#${subnet.id}</b> ${subnet.arch_id}`,
-    `accuracy ${fmtNum(accuracyOf(subnet))}%${subnet.measured_accuracy == null ? " (predicted)" : ""}`,
-    `latency ${fmtNum(latencyOf(subnet, device), 3)} ms on ${device}`,
+    `accuracy ${accuracyText(subnet)}`,
+    `latency on ${device}: ${latencyText(subnet, device)}`,
     `MACs ${fmtCount(subnet.macs)} · params ${fmtCount(subnet.params)} · res ${subnet.resolution}`,
     ...archSummary(subnet.arch),
   ].join("<br>");
@@ -137,29 +163,34 @@ export class Results {
     const front = this.front();
     const device = this.device;
     const onFront = new Set(front.members.map((m) => m.id));
-    const point = (subnets) => {
-      const kept = subnets.filter((s) => xOf(s, this.axis, device) != null && accuracyOf(s) != null);
+    const point = (subnets, yOf = measuredOf) => {
+      const kept = subnets.filter((s) => xOf(s, this.axis, device) != null && yOf(s) != null);
       return {
-        x: kept.map((s) => xOf(s, this.axis, device)), y: kept.map(accuracyOf), customdata: kept.map((s) => s.id),
+        x: kept.map((s) => xOf(s, this.axis, device)), y: kept.map(yOf), customdata: kept.map((s) => s.id),
         hovertext: kept.map((s) => hoverText(s, device)), hovertemplate: "%{hovertext}<extra></extra>", count: kept.length,
       };
     };
     const cloud = point(this.subnets.filter((s) => !onFront.has(s.id)));
+    const predictedOnly = point(this.subnets.filter((s) => measuredOf(s) == null), predictedOf);
     const members = point(front.members);
     const traces = [
-      { ...cloud, name: `other subnets (${cloud.count})`, type: fastScatter(), mode: "markers", meta: "cloud",
+      { ...cloud, name: `other subnets, measured (${cloud.count})`, type: fastScatter(), mode: "markers", meta: "cloud",
         marker: { color: "#64748b", size: 6, opacity: 0.3 } },
       { ...envelope(members.x, members.y), name: "front envelope", meta: "envelope", type: members.count > 500 ? fastScatter() : "scatter",
         mode: "lines", line: { color: COLORS[0], width: 1.5, shape: "hv" }, opacity: 0.6, hoverinfo: "skip", showlegend: false },
-      { ...members, name: `Pareto front (${members.count})`, type: members.count > 500 ? fastScatter() : "scatter", meta: "front",
+      { ...members, name: `Pareto front, measured (${members.count})`, type: members.count > 500 ? fastScatter() : "scatter", meta: "front",
         mode: "markers", marker: { color: COLORS[0], size: members.count > 500 ? 7 : 10 } },
     ];
+    // predictions are no results: listed in the legend, drawn only when the user clicks it
+    if (predictedOnly.count) traces.push({ ...predictedOnly, name: `predicted only, never measured (${predictedOnly.count})`,
+      type: fastScatter(), mode: "markers", meta: "predicted", visible: "legendonly",
+      marker: { color: "#94a3b8", size: 7, symbol: "circle-open" } });
     const mark = (subnet, name, meta, marker) => {
       if (!subnet) return;
-      const p = point([subnet]);
+      const p = point([subnet], (s) => measuredOf(s) ?? predictedOf(s));
       if (p.count) traces.push({ ...p, name, meta, type: "scatter", mode: "markers", marker });
     };
-    mark(this.byId.get(front.best_subnet_id), "best within budget", "best", { symbol: "star", size: 18, color: "#f59e0b", line: { color: "#78350f", width: 1 } });
+    mark(this.byId.get(front.best_subnet_id), "best within budget (measured)", "best", { symbol: "star", size: 18, color: "#f59e0b", line: { color: "#78350f", width: 1 } });
     if (this.specialized) mark(this.specialized.subnet, `specialized for ${this.specialized.device}`, "specialized", { symbol: "diamond", size: 15, color: "#10b981", line: { color: "#064e3b", width: 1.5 } });
     if (this.selected) mark(this.byId.get(this.selected), "selected", "selected", { symbol: "circle-open", size: 22, color: "#dc2626", line: { width: 3 } });
     return { traces, cloud, members };
@@ -195,8 +226,8 @@ export class Results {
     const axis = AXES[this.axis];
     const layout = {
       height: 520, margin: { l: 60, r: 20, t: 30, b: 50 }, hovermode: "closest", uirevision: `${this.device}/${this.axis}`,
-      xaxis: { title: { text: this.axis === "latency" ? `latency on ${this.device} (ms)` : axis.label }, type: this.axis === "latency" ? "linear" : "log", zeroline: false },
-      yaxis: { title: { text: "accuracy (%)" }, zeroline: false },
+      xaxis: { title: { text: this.axis === "latency" ? `latency on ${this.device} (ms; measured where timed, else the table's)` : axis.label }, type: this.axis === "latency" ? "linear" : "log", zeroline: false },
+      yaxis: { title: { text: "accuracy on val (%, measured)" }, zeroline: false },
       legend: { orientation: "h", y: -0.15 }, shapes, annotations,
     };
     const started = performance.now();
@@ -205,10 +236,12 @@ export class Results {
     this.plotDiv.dataset.renderMs = ms.toFixed(1);
     this.plotDiv.dataset.frontPoints = String(members.count);
     this.plotDiv.dataset.cloudPoints = String(cloud.count);
-    const hidden = this.subnets.length - cloud.count - members.count;
-    replace(this.info, `${members.count} subnets on the front, ${cloud.count} others`,
+    const unmeasured = this.subnets.filter((s) => measuredOf(s) == null).length;
+    const hidden = this.subnets.length - cloud.count - members.count - unmeasured;
+    replace(this.info, `${members.count} measured subnets on the front, ${cloud.count} other measured`,
+      unmeasured > 0 ? ` · ${unmeasured} predicted only, not drawn (legend)` : "",
       hidden > 0 ? ` (${hidden} without ${this.axis === "latency" ? `a latency on ${this.device}` : "an accuracy"} not shown)` : "",
-      ` · hypervolume ${fmtNum(front.hypervolume, 4)} · budget ${budgetText(front.budget)} · drawn in ${ms.toFixed(0)} ms`);
+      ` · hypervolume of the measured front ${fmtNum(front.hypervolume, 4)} · budget ${budgetText(front.budget)} · drawn in ${ms.toFixed(0)} ms`);
     if (!this.plotDiv.dataset.bound) {
       this.plotDiv.dataset.bound = "1";
       this.plotDiv.on("plotly_click", (event) => {
@@ -224,8 +257,9 @@ export class Results {
     const columns = [
       { title: "#", class: "num", value: (_, i) => String(i) },
       { title: "Subnet", value: (s) => h("button", { type: "button", class: "link", onclick: () => this.select(s.id) }, `#${s.id}`) },
-      { title: "Accuracy", class: "num", value: (s) => `${fmtNum(accuracyOf(s))}%` },
-      { title: `Latency (${this.device})`, class: "num", value: (s) => fmtNum(latencyOf(s, this.device), 3) },
+      { title: "Accuracy (measured)", class: "num", value: (s) => `${fmtNum(measuredOf(s))}%` },
+      { title: "Predicted", class: "num", value: (s) => (predictedOf(s) == null ? "–" : `${fmtNum(predictedOf(s))}%`) },
+      { title: `Latency ms (${this.device})`, class: "num", value: (s) => latencyText(s, this.device) },
       { title: "MACs", class: "num", value: (s) => fmtCount(s.macs) },
       { title: "Params", class: "num", value: (s) => fmtCount(s.params) },
       { title: "", value: (s) => (s.id === front.best_subnet_id ? h("span", { class: "badge best" }, "best") : "") },
@@ -340,8 +374,9 @@ export class Results {
         const axisSelect = this.area.querySelector("#axis-select");
         if (deviceSelect) deviceSelect.value = this.device;
         if (axisSelect) axisSelect.value = this.axis;
-        replace(status, notice("ok", `Subnet #${subnet.id}: ${fmtNum(accuracyOf(subnet))}% at ${fmtNum(latencyOf(subnet, result.device), 3)} ms on ${result.device}`,
-          `Found in ${fmtNum(result.seconds, 1)} s; marked ◆ on the plot${shown ? "" : " (by MACs: the job has no front on that device)"}.`));
+        const origin = result.from_job ? "a subnet the job had measured" : "newly found";
+        replace(status, notice("ok", `Subnet #${subnet.id}: ${accuracyText(subnet)}, ${latencyText(subnet, result.device)} on ${result.device}`,
+          `${origin}, the best of ${result.candidates} measured; found in ${fmtNum(result.seconds, 1)} s; marked ◆ on the plot${shown ? "" : " (by MACs: the job has no front on that device)"}.`));
         this.select(subnet.id);
       } catch (error) {
         replace(status, errorNotice(error.status === 401 ? "A token is needed: enter it above, then try again" : "Specialisation refused", error));
@@ -371,10 +406,13 @@ export class Results {
     parts.push(h("div", { class: "two-col" }, h("div", {}, h("h3", {}, "Predicted vs measured accuracy"),
       both.length ? plot : notice("empty", "No subnet has both a predicted and a measured accuracy.", this.fronts && this.fronts.length ? "" : "They appear with the results.")), hv));
     if (this.fronts && this.fronts.length) {
+      const searchTime = new Map(traces.concat((this.events || []).filter((e) => e.kind === "metrics" && e.data && e.data.search_hypervolume !== undefined)
+        .map((e) => e.data)).map((d) => [d.device, d.search_hypervolume]));
       replace(hv, h("h3", {}, "Hypervolume"), table([
         { title: "Device", value: (f) => f.device },
         { title: "Front size", class: "num", value: (f) => String(f.members.length) },
-        { title: "Hypervolume", class: "num", value: (f) => fmtNum(f.hypervolume, 4) },
+        { title: "Measured", class: "num", value: (f) => fmtNum(f.hypervolume, 4) },
+        { title: "Search-time (predicted)", class: "num", value: (f) => fmtNum(searchTime.get(f.device), 4) },
         { title: "Budget", value: (f) => budgetText(f.budget) },
       ], this.fronts), traces.length ? hvPlot : h("p", { class: "muted small" },
         "The final hypervolume of each front; this strategy searched the predictor, so there is no measured order to replay."));
@@ -386,9 +424,9 @@ export class Results {
         plotly().react(hvPlot, traces.map((d, i) => ({
           x: d.hypervolume_trace.map((p) => p[0]), y: d.hypervolume_trace.map((p) => p[1]),
           mode: "lines+markers", type: "scatter", name: d.device, line: { color: COLORS[i % COLORS.length] },
-          hovertemplate: `${d.device}<br>%{x} measured<br>hypervolume %{y:.4f}<extra></extra>`,
-        })), { height: 260, margin: { l: 55, r: 10, t: 10, b: 45 }, xaxis: { title: { text: "subnets measured" } },
-          yaxis: { title: { text: "hypervolume" } }, legend: { orientation: "h" } }, SMALL_PLOT_CONFIG);
+          hovertemplate: `${d.device}<br>%{x} measured on holdout<br>hypervolume %{y:.4f}<extra></extra>`,
+        })), { height: 260, margin: { l: 55, r: 10, t: 10, b: 45 }, xaxis: { title: { text: "subnets measured on holdout during the search" } },
+          yaxis: { title: { text: "search-time hypervolume" } }, legend: { orientation: "h" } }, SMALL_PLOT_CONFIG);
       });
     }
     if (both.length) {

@@ -104,10 +104,27 @@ function renderHead() {
       h("div", { class: "head-progress" }, progressBar(job.progress, job.state))),
     h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     job.state === "failed" ? notice("error", "This job failed.", job.error || "no error was recorded") : null,
+    healthBanner(),
     job.state === "cancelled" ? notice("warn", "This job was cancelled.", "The stages it finished kept their files; it has no results unless its search had finished.") : null,
     job.cancel_requested && job.state !== "cancelled" ? notice("warn", "Cancelling…", "The job stops within seconds.") : null,
     job.state === "queued" ? notice("info", "Queued.", "The job starts when a worker is free.") : null,
     h("div", { class: "poll-status" }));
+}
+
+// The health gates' warnings (a supernet near chance, a predictor that cannot rank): a job
+// that succeeded with warnings may not be worth using, so they stand above everything else.
+function healthBanner() {
+  const warnings = job.warnings || [];
+  if (!warnings.length) return null;
+  const figure = (c) => (c.value === null ? "undefined" : `${fmtNum(c.value, 3)}${c.unit === "%" ? "%" : ""}`);
+  const bound = (c) => `${c.bound === "min" ? "≥" : "≤"} ${fmtNum(c.threshold, 3)}${c.unit === "%" ? "%" : ""}`;
+  const title = `${job.state === "succeeded" ? "Succeeded" : job.state.replace("_", " ")} with ${warnings.length} health warning${warnings.length === 1 ? "" : "s"}.`;
+  return h("div", { id: "health-warnings" },
+    notice("warn", title, "A health check missed its threshold; the job went on (health.on_*_failure: warn).",
+      h("ul", { class: "health-list" }, warnings.map((c) =>
+        h("li", { dataset: { check: c.check } },
+          h("strong", {}, c.check.replaceAll("_", " ")), ` (${c.gate}): measured ${figure(c)}, needs ${bound(c)}. `,
+          h("span", {}, c.message), c.advice ? h("p", { class: "advice" }, `What to change: ${c.advice}`) : null)))));
 }
 
 function renderTimeline() {

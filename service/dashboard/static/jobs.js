@@ -71,7 +71,7 @@ function renderList(body) {
     { title: "Name", value: (j) => h("a", { href: `/jobs/${j.id}` }, j.name) },
     { title: "Space", value: (j) => `${j.space} (${j.preset})` },
     { title: "Dataset", value: (j) => (j.spec && j.spec.dataset ? j.spec.dataset.kind : "—") },
-    { title: "State", value: (j) => [stateBadge(j.state), j.cancel_requested && j.state !== "cancelled" ? " cancelling" : null] },
+    { title: "State", value: (j) => [stateBadge(j.state), healthMarker(j), j.cancel_requested && j.state !== "cancelled" ? " cancelling" : null] },
     { title: "Progress", class: "wide", value: (j) => progressBar(j.progress, j.state) },
     { title: "Created", value: (j) => fmtDate(j.created_at) },
     { title: "Duration", value: (j) => fmtDuration(j.started_at, j.finished_at) },
@@ -202,3 +202,11 @@ function showErrors(form, errors) {
 
 document.addEventListener("nas-token", refresh);
 refresh();
+
+// A job the health gates warned about: a marker beside its state, the checks in its tooltip.
+function healthMarker(job) {
+  const warnings = job.warnings || [];
+  if (!warnings.length) return null;
+  const text = `⚠ ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`;
+  return h("span", { class: "badge health-warning", title: warnings.map((c) => c.message).join("\n") }, text);
+}
