@@ -263,16 +263,10 @@ def record(ctx: StageContext, report: HealthReport) -> None:
 def gate_training(ctx: StageContext, *, diverged: bool = False) -> None:
     """Measure the largest and smallest subnets on val from the trained supernet (BN
     recalibrated, as the search measures subnets) and compare them with chance."""
-    from workers.trained import load_trained
+    from workers.trained import load_request
 
     request = ctx.request
-    trained = load_trained(
-        ctx.job_dir,
-        space=request.space,
-        preset=request.preset,
-        dataset=request.dataset,
-        data_root=request.data_root,
-    )
+    trained = load_request(request)
     archs = trained.space.reference_archs()
     largest, smallest = (float(a) for a in trained.measure_val([archs["max"], archs["min"]]))
     report = check_training(

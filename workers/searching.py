@@ -342,16 +342,10 @@ def _results(
 def search_fronts(ctx: StageContext) -> Path:
     """Search, measure the candidates, recompute each front on measured values and write
     ``job_dir/results.json``; returns its path."""
-    from workers.trained import load_trained
+    from workers.trained import load_request
 
     request = ctx.request
-    trained = load_trained(
-        ctx.job_dir,
-        space=request.space,
-        preset=request.preset,
-        dataset=request.dataset,
-        data_root=request.data_root,
-    )
+    trained = load_request(request)
     space = trained.space
     targets = _targets(ctx, space)
     ctx.progress(0.1)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nas.data import DatasetSpec
+
+if TYPE_CHECKING:
+    from workers.spec import JobRequest
 
 #: Where the stages put what they produce, relative to the job directory.
 SUPERNET_DIR = "supernet"
@@ -143,3 +146,14 @@ def load_trained(
         while len(_cache) > CACHE_SIZE:
             _cache.popitem(last=False)
     return loaded
+
+
+def load_request(request: JobRequest) -> TrainedJob:
+    """The trained job of a running ``request`` (its stages after training)."""
+    return load_trained(
+        request.job_dir,
+        space=request.space,
+        preset=request.preset,
+        dataset=request.dataset,
+        data_root=request.data_root,
+    )
