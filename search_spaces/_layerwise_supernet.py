@@ -179,7 +179,14 @@ class LayerwiseSupernet(Supernet):
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """He (fan-out) normal convs, as ProxylessNAS's ``he_fout`` init; unit BN."""
+        """He (fan-out) normal convs, as ProxylessNAS's ``he_fout`` init; unit BN, except, with
+        ``zero_init_residual_bn``, the last BN of every residual layer (BigNAS section 3.3).
+
+        With unit gain every residual layer a subnet runs adds a unit-variance branch to the
+        stream, so subnets of different depths see differently scaled features through the
+        shared head; starting each branch at zero keeps them alike, and a side-by-side
+        candidate that trained on few steps adds little until it has learnt something.
+        """
         for module in self.modules():
             if isinstance(module, nn.Conv2d | ElasticKernelConv):
                 _he_fan_out(module.weight)
@@ -187,6 +194,15 @@ class LayerwiseSupernet(Supernet):
                 bound = 1.0 / math.sqrt(module.in_features)
                 module.weight.uniform_(-bound, bound)
                 module.bias.zero_()
+        if not self.space.config.zero_init_residual_bn:
+            return
+        for layer in self._searchable:
+            if isinstance(layer, CandidateLayer):
+                for candidate in layer.candidates.values():
+                    if candidate.residual:  # type: ignore[union-attr]
+                        candidate.layers[-1].weight.zero_()  # type: ignore[index,union-attr]
+            elif layer.block.stride == 1 and layer.in_channels == layer.out_channels:
+                layer.block.project_bn.weight.zero_()
 
     # --- the active subnet -------------------------------------------------------------------
     def set_active(self, arch: LayerwiseArch) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,41 @@ from nas.ops import DynamicConv2d, leading_slice
 from search_spaces._nasnet_genotype import OP_LAYERS
 
 Pair = tuple[int, int]
+
+
+@lru_cache(maxsize=4096)
+def state_columns(concat: tuple[int, ...], filters: int) -> Tensor | None:
+    """Input channels of a layer reading a cell output that joins ``concat`` (states of
+    ``filters`` channels each): state ``s`` always meets weight columns ``s*F .. (s+1)*F``.
+
+    A cell output's layout depends on the arch, so a leading slice would hand, say, the columns
+    trained on h_i in one arch to block 4 in another, and the shared 1x1 convs and classifier
+    reading cell outputs could never serve every subnet at once. ``None`` where the joined
+    states are ``0..k-1`` (the leading slice is the same columns).
+    """
+    if concat == tuple(range(len(concat))):
+        return None
+    return torch.tensor([s * filters + c for s in concat for c in range(filters)])
+
+
+def combine(a: Tensor, b: Tensor) -> Tensor:
+    """A block's output: the mean of its two ops' outputs.
+
+    NASNet adds them. Ops ending in BN give unit-scale outputs, but identities and pools pass
+    their input's scale on, so in a sum chains of them grow it (the smallest arch's blocks
+    reach ten times a BN output) and the classifier, the one layer no BN follows, sees features
+    whose scale depends on the arch. Its shared weights then take steps sized for the largest
+    scale and the supernet diverges. The mean keeps every state at its inputs' scale; a
+    constant factor before layers that end in BN, it changes no network's capacity.
+    """
+    return (a + b) * 0.5
+
+
+def gather_columns(weight: Tensor, columns: Tensor | None, width: int) -> Tensor:
+    """``weight``'s input columns ``columns`` (dim 1), or its first ``width`` ones."""
+    if columns is None:
+        return leading_slice(weight, (weight.size(0), width))
+    return weight.index_select(1, columns.to(weight.device))
 
 
 class SlicedConv(nn.Module):
@@ -258,19 +294,22 @@ class SharedFactorizedReduce(nn.Module):
                                     kernel_sizes=1, stride=2)  # fmt: skip
         self.bn = _bn(out, bn)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, columns: Tensor | None = None) -> Tensor:
+        """``columns``: the weights' input channels of ``x`` (``state_columns``), else leading."""
         if self.relu:
             x = F.relu(x)
         shifted = F.pad(x, [0, 1, 0, 1])[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_a(x), self.conv_b(shifted)], 1))
+        c = x.size(1)
+        a = F.conv2d(x, gather_columns(self.conv_a.weight, columns, c), None, 2)
+        b = F.conv2d(shifted, gather_columns(self.conv_b.weight, columns, c), None, 2)
+        return self.bn(torch.cat([a, b], 1))
 
-    def to_static(self, channels: int) -> FactorizedReduce:
-        return FactorizedReduce(
-            self.conv_a.to_static(channels),
-            self.conv_b.to_static(channels),
-            copy.deepcopy(self.bn),
-            self.relu,
-        )
+    @torch.no_grad()
+    def to_static(self, channels: int, columns: Tensor | None = None) -> FactorizedReduce:
+        conv_a, conv_b = self.conv_a.to_static(channels), self.conv_b.to_static(channels)
+        conv_a.weight.copy_(gather_columns(self.conv_a.weight, columns, channels))
+        conv_b.weight.copy_(gather_columns(self.conv_b.weight, columns, channels))
+        return FactorizedReduce(conv_a, conv_b, copy.deepcopy(self.bn), self.relu)
 
 
 # --- static network --------------------------------------------------------------------------
@@ -307,7 +346,7 @@ class StaticCell(nn.Module):
             if j % 2 == 0:
                 partial = out
             else:
-                states.append(partial + out)
+                states.append(combine(partial, out))
         joined: list[Tensor] = []
         for i, join in enumerate(self.joins):
             joined.append(join(states[self.concat[i]]))

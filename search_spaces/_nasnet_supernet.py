@@ -3,8 +3,9 @@
 Each cell position owns its preprocessing, one module per (block slot, op) and, in reduction
 cells, the factorized reductions of joined inputs; the normal positions follow the arch's normal
 cell, the reduction positions its reduction cell. Forward computes only what the active cells
-use. A cell's output width depends on the arch (joined states x F), so the 1x1 convs reading it
-(and the classifier) take the first channels of their weights.
+use. A cell's output width depends on the arch (joined states x F); the 1x1 convs reading it
+(and the classifier) give every state its own weight columns (``state_columns``), so a column
+always reads the same state whichever states an arch joins.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from search_spaces._nasnet_ops import (
     SlicedConv,
     StaticCell,
     StaticNASNet,
+    combine,
+    gather_columns,
     make_op,
+    state_columns,
 )
 from search_spaces._nasnet_plan import H0, H1, Position, positions
 from search_spaces.supernet import Supernet
@@ -33,6 +37,8 @@ from search_spaces.supernet import Supernet
 if TYPE_CHECKING:
     from search_spaces.nasnet import NASNetSpace
 
+Columns = tuple[Tensor | None, Tensor | None]
+"""Per cell input (h_i, h_{i-1}): its ``state_columns``, ``None`` for the stem output."""
 #: Auxiliary head of the TensorFlow release: 1x1 conv to 128, then a conv to 768, classifier.
 AUX_MID, AUX_FEATURES, AUX_POOL = 128, 768, 4
 
@@ -45,11 +51,15 @@ class Preprocess(nn.Module):
         self.conv = DynamicConv2d(max_in_channels=max_in, max_out_channels=out, kernel_sizes=1)
         self.bn = nn.BatchNorm2d(out, **bn)  # type: ignore[arg-type]
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.conv(F.relu(x)))
+    def forward(self, x: Tensor, columns: Tensor | None = None) -> Tensor:
+        weight = gather_columns(self.conv.weight, columns, x.size(1))
+        return self.bn(F.conv2d(F.relu(x), weight))
 
-    def to_static(self, channels: int) -> nn.Module:
-        return nn.Sequential(nn.ReLU(), self.conv.to_static(channels), copy.deepcopy(self.bn))
+    @torch.no_grad()
+    def to_static(self, channels: int, columns: Tensor | None = None) -> nn.Module:
+        conv = self.conv.to_static(channels)
+        conv.weight.copy_(gather_columns(self.conv.weight, columns, channels))
+        return nn.Sequential(nn.ReLU(), conv, copy.deepcopy(self.bn))
 
 
 class SuperCell(nn.Module):
@@ -88,21 +98,23 @@ class SuperCell(nn.Module):
     def _stride(self, state: int) -> int:
         return self.stride if state < 2 else 1
 
-    def forward(self, s0: Tensor, s1: Tensor, cell: Cell) -> Tensor:
+    def forward(
+        self, s0: Tensor, s1: Tensor, cell: Cell, columns: Columns = (None, None)
+    ) -> Tensor:
+        """``columns``: the weight columns of ``s0``'s and ``s1``'s states (``state_columns``)."""
         states: list[Tensor | None] = [None, None]
         if cell.uses(H0):
-            states[H0] = self.pre0(s0)
+            states[H0] = self.pre0(s0, columns[H0])
         if cell.uses(H1):
-            states[H1] = s1 if self.pre1 is None else self.pre1(s1)
+            states[H1] = s1 if self.pre1 is None else self.pre1(s1, columns[H1])
         for block in range(5):
-            out = None
+            pair = []
             for slot in (2 * block, 2 * block + 1):
                 x = states[cell.inputs[slot]]
                 assert x is not None
                 op: SharedOp = self.ops[slot][OPS[cell.ops[slot]]]  # type: ignore[index]
-                y = op(x, self._stride(cell.inputs[slot]))
-                out = y if out is None else out + y
-            states.append(out)
+                pair.append(op(x, self._stride(cell.inputs[slot])))
+            states.append(combine(*pair))
         joined = []
         for state in cell.concat:
             x = states[state]
@@ -110,11 +122,15 @@ class SuperCell(nn.Module):
             joined.append(self.joins[state](x) if state < 2 and self.joins else x)
         return torch.cat(joined, 1)
 
-    def to_static(self, cell: Cell, channels: tuple[int, int]) -> StaticCell:
-        pre0 = self.pre0.to_static(channels[H0]) if cell.uses(H0) else nn.Identity()
+    def to_static(
+        self, cell: Cell, channels: tuple[int, int], columns: Columns = (None, None)
+    ) -> StaticCell:
+        pre0: nn.Module = nn.Identity()
+        if cell.uses(H0):
+            pre0 = self.pre0.to_static(channels[H0], columns[H0])
         pre1: nn.Module = nn.Identity()
         if cell.uses(H1) and self.pre1 is not None:
-            pre1 = self.pre1.to_static(channels[H1])  # type: ignore[operator]
+            pre1 = self.pre1.to_static(channels[H1], columns[H1])  # type: ignore[operator]
         raw = channels[H1] if self.pre1 is None else self.position.filters
         widths = [self.position.filters, raw] + [self.position.filters] * 5
         ops = [
@@ -151,9 +167,9 @@ class AuxiliaryHead(nn.Module):
             nn.Linear(AUX_FEATURES, num_classes),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, columns: Tensor | None = None) -> Tensor:
         x = F.adaptive_avg_pool2d(F.relu(x), AUX_POOL)
-        return self.layers(self.reduce(x))
+        return self.layers(F.conv2d(x, gather_columns(self.reduce.weight, columns, x.size(1))))
 
 
 class NASNetSupernet(Supernet):
@@ -196,11 +212,18 @@ class NASNetSupernet(Supernet):
 
     @torch.no_grad()
     def _init_weights(self) -> None:
-        """He (fan-out) normal convs; unit BN; uniform classifier."""
+        """He (fan-out) normal convs; unit BN; uniform classifier.
+
+        A depthwise conv's fan-out is its kernel area (one output per channel, as timm counts
+        it): counting all channels made its weights sqrt(C) times too small, so, BN following,
+        its gradients and its effective learning rate were that much and C times too large.
+        """
         for module in self.modules():
             if isinstance(module, SlicedConv | DynamicConv2d | nn.Conv2d):
                 weight = module.weight
                 fan_out = weight.size(0) * weight[0, 0].numel()
+                if getattr(module, "depthwise", False):
+                    fan_out = weight[0, 0].numel()
                 weight.normal_(0.0, math.sqrt(2.0 / fan_out))
             elif isinstance(module, DynamicLinear | nn.Linear):
                 fan_in = module.weight.size(1)
@@ -221,14 +244,18 @@ class NASNetSupernet(Supernet):
     def forward(self, x: Tensor) -> Tensor:
         current = self.stem(x)
         previous = current
+        columns: Columns = (None, None)  # of (current, previous): the stem's are leading
         self.aux_logits = None
         for index, cell in enumerate(self.cells):
             genotype = self._cells[cell.position.cell]
-            previous, current = current, cell(current, previous, genotype)
+            previous, current = current, cell(current, previous, genotype, columns)
+            columns = (state_columns(genotype.concat, cell.position.filters), columns[0])
             if index == self.aux_index and self.auxiliary is not None and self.training:
-                self.aux_logits = self.auxiliary(current)
-        features = torch.flatten(F.adaptive_avg_pool2d(F.relu(current), 1), 1)
-        return self.classifier(self.dropout(features))
+                self.aux_logits = self.auxiliary(current, columns[0])
+        features = self.dropout(torch.flatten(F.adaptive_avg_pool2d(F.relu(current), 1), 1))
+        classifier = self.classifier
+        weight = gather_columns(classifier.weight, columns[0], features.size(1))
+        return F.linear(features, weight, classifier.bias)
 
     #: No op runs a channel prefix of its weights: a cell's output width is a number of
     #: joined states, whose order is fixed, so there is nothing to sort.
@@ -244,16 +271,21 @@ class NASNetSupernet(Supernet):
         cells = {name: Cell.of(arch, name) for name in CELLS}
         raw = self.space.config.stem_filters
         widths = [raw, raw]
+        columns: Columns = (None, None)
         static: list[StaticCell] = []
         for cell in self.cells:
             genotype = cells[cell.position.cell]
-            static.append(cell.to_static(genotype, (widths[-1], widths[-2])))
+            static.append(cell.to_static(genotype, (widths[-1], widths[-2]), columns))
             widths.append(len(genotype.concat) * cell.position.filters)
+            columns = (state_columns(genotype.concat, cell.position.filters), columns[0])
+        classifier = self.classifier.to_static(widths[-1])
+        with torch.no_grad():
+            classifier.weight.copy_(gather_columns(self.classifier.weight, columns[0], widths[-1]))
         head = nn.Sequential(
             nn.ReLU(),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
             copy.deepcopy(self.dropout),
-            self.classifier.to_static(widths[-1]),
+            classifier,
         )
         return StaticNASNet(copy.deepcopy(self.stem), static, head).train(self.training)

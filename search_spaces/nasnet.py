@@ -24,6 +24,9 @@ Conventions, and where they come from:
   is in the space; a reduction cell factorizes joined inputs down (TensorFlow's
   ``_combine_unused_states``).
 - Preprocessing and ops of a state that the cell does not use are not computed or counted.
+- A block averages its two ops' outputs where the paper adds them (``_nasnet_ops.combine``: a
+  constant factor that keeps the classifier's input at one scale across archs, so the shared
+  supernet trains); layers reading a cell output give each state its own weight columns.
 - h_{i-1} of equal size always gets its 1x1 conv (the release skips it when the widths already
   match, which never happens in NASNet-A; here widths depend on the arch).
 

@@ -91,6 +91,7 @@ def _config(preset: str) -> MBConvConfig:
         dropout=0.0,  # the search code's default
         bn_eps=1e-3,
         bn_momentum=0.1,
+        zero_init_residual_bn=True,  # see ``LayerwiseSupernet._init_weights``
         sources=SOURCES,
     )
 

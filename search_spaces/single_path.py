@@ -89,6 +89,7 @@ def _config(preset: str) -> MBConvConfig:
         dropout=0.2,
         bn_eps=1e-3,
         bn_momentum=0.01,
+        zero_init_residual_bn=True,  # see ``LayerwiseSupernet._init_weights``
         sources=SOURCES,
     )
 
