@@ -27,25 +27,32 @@ from service.commands.demo import local_service
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("examples/digits-*.yaml"))
 
 
-def _metrics(client: Client, job_id: int) -> dict[str, dict[str, Any]]:
-    """The job's metrics events by key (the last of each)."""
-    found: dict[str, dict[str, Any]] = {}
+def _metrics(client: Client, job_id: int) -> list[dict[str, Any]]:
+    """The data of every metrics event of the job, oldest first."""
+    found: list[dict[str, Any]] = []
     after = 0
     while True:
         page = client.logs(job_id, after=after, limit=500)
-        for event in page["data"]:
-            if event.get("kind") == "metrics" and event.get("key"):
-                found[event["key"]] = event.get("data") or {}
+        found += [e["data"] or {} for e in page["data"] if e["kind"] == "metrics"]
         if not page["data"] or page["next_after"] == after:
             return found
         after = page["next_after"]
 
 
-def _check(metrics: dict[str, dict[str, Any]], gate: str, name: str) -> float | None:
-    for check in metrics.get(f"health/{gate}", {}).get("checks", []):
-        if check.get("check") == name:
-            return check.get("value")
+def _check(metrics: list[dict[str, Any]], gate: str, name: str) -> float | None:
+    """A health gate's measured figure (``workers.health``: one event per gate)."""
+    for data in metrics:
+        if data.get("gate") == gate:
+            for check in data.get("checks", []):
+                if check.get("check") == name:
+                    return check.get("value")
     return None
+
+
+def _holdout(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """The predictor's holdout report (the building_predictor stage's data point)."""
+    found = [d for d in metrics if "kendall_tau" in d and "rmse" in d and "gate" not in d]
+    return found[-1] if found else {}
 
 
 def _over_budget(client: Client, job_id: int, device: str, budget: dict[str, Any]) -> str:
@@ -75,10 +82,10 @@ def run(client: Client, example: Path) -> list[str]:
     job = client.submit(example)
     job = client.watch(job["id"], poll_s=2.0, timeout_s=3600)
     metrics = _metrics(client, job["id"])
-    holdout = metrics.get("building_predictor/holdout", {})
+    holdout = _holdout(metrics)
     common = [
         example.stem.removeprefix("digits-"),
-        job["state"],
+        job["state"] + (f" ({len(job['warnings'])} warnings)" if job.get("warnings") else ""),
         _fmt(_check(metrics, "training", "max_subnet_vs_chance")),
         _fmt(_check(metrics, "training", "min_subnet_vs_chance")),
         _fmt(holdout.get("kendall_tau"), 3),

@@ -110,6 +110,8 @@ def _targets(ctx: StageContext, space: Any) -> list[Target]:
             num_classes=space.num_classes,
             in_channels=space.in_channels,
         )
+        if table.anchor is not None:
+            ctx.log(f"{device}: latency table anchored {table.anchor.describe()}")
         latency = latency_objective(space, table)
         budget = request.search.budgets.get(device)
         constraints = []

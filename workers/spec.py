@@ -66,7 +66,7 @@ class SearchSettings(BaseModel):
         description="Subnets evaluated on the holdout split (the predictor's training set).",
     )
     measure: int = Field(
-        default=24,
+        default=16,
         ge=2,
         le=1_000,
         description="Subnets per device measured on val (and timed whole on host devices) "

@@ -7,11 +7,20 @@ no database. The built-in host devices (``host-cpu-torch``, ``host-cpu-onnxrunti
 uploaded table: the first job (or specialize request) that needs one profiles this host with a
 quick plan and caches it under ``NAS_ARTIFACT_DIR/tables/``; a file lock keeps two processes
 from profiling the same table at once.
+
+A host table is re-anchored when it is taken (``nas.hardware.anchor``): a few of its
+calibration networks are timed and its predictions scaled to the machine's level then, so a
+budget in milliseconds is judged against the machine as it is, not as it was while the table
+was profiled (a shared host's level drifts while the ranking of networks holds). The latest
+anchor is kept in the cached table and reused while younger than ``ANCHOR_MAX_AGE_S``; every
+anchor is also appended to ``<table>.anchors.jsonl`` beside it and logged. A registered
+device cannot be timed here: its table is used as uploaded.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +28,13 @@ from typing import Any
 
 from nas.hardware.table import LatencyTable
 
+logger = logging.getLogger(__name__)
+
 #: Registered devices' tables inside a job directory.
 JOB_TABLES_DIR = "tables"
+#: A host table's anchor older than this (seconds) is measured again when the table is taken:
+#: a job's searching stage and a specialize request judge budgets on a level at most this old.
+ANCHOR_MAX_AGE_S = 300.0
 
 
 def quick_plan() -> object:
@@ -75,13 +89,18 @@ def host_table(
     *,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    anchor_max_age_s: float | None = ANCHOR_MAX_AGE_S,
 ) -> LatencyTable:
     """The latency table of built-in host ``device`` for ``space``/``preset``: profiled on this
-    host the first time (quick plan), read from ``artifact_dir/tables/`` after.
+    host the first time (quick plan), read from ``artifact_dir/tables/`` after, and re-anchored
+    to this host's level now unless its anchor is younger than ``anchor_max_age_s`` (``None``:
+    the cached table as it is, last anchor included).
 
     ``num_classes``/``in_channels`` size the stem and the classifier like the job's data
     (default: the preset's); they are part of the cached file's name.
     """
+    if anchor_max_age_s is not None and anchor_max_age_s < 0:
+        raise ValueError(f"anchor_max_age_s: must be >= 0 or None, got {anchor_max_age_s!r}")
     import search_spaces
     from nas.hardware import builtin_devices
 
@@ -100,13 +119,47 @@ def host_table(
     built = search_spaces.get(space, preset=preset, **sized)
     out = host_table_path(artifact_dir, device, space, preset, built.num_classes, built.in_channels)
     found = _read_complete(out)
-    if found is not None:
+    if found is not None and _fresh_enough(found, anchor_max_age_s):
         return found
     with _locked(out):
         found = _read_complete(out)  # another process may have finished it meanwhile
-        if found is not None:
+        if found is None:
+            found = _profile(out, devices[device], built)
+        if _fresh_enough(found, anchor_max_age_s):
             return found
-        return _profile(out, devices[device], built)
+        return _reanchor(out, found)
+
+
+def _fresh_enough(table: LatencyTable, max_age_s: float | None) -> bool:
+    """Whether ``table`` may be used without timing an anchor now."""
+    from nas.hardware.table import now
+
+    if max_age_s is None:
+        return True
+    if table.anchor is None:
+        return False
+    return (now() - table.anchor.measured_at).total_seconds() <= max_age_s
+
+
+def _reanchor(out: Path, table: LatencyTable) -> LatencyTable:
+    """Time the anchor networks now, keep the anchored table in the cache (the lock is held:
+    no two processes time at once and disturb each other) and log the anchor beside it."""
+    from nas.hardware import write_table
+    from nas.hardware.anchor import reanchor
+
+    anchored = reanchor(table)
+    anchor = anchored.anchor
+    assert anchor is not None
+    write_table(anchored, out)
+    with anchor_log_path(out).open("a") as log:
+        log.write(anchor.model_dump_json() + "\n")
+    logger.info("re-anchored %s: %s", table.describe(), anchor.describe())
+    return anchored
+
+
+def anchor_log_path(table_path: Path) -> Path:
+    """Every anchor a cached host table was given, one JSON object a line."""
+    return table_path.with_name(f"{table_path.stem}.anchors.jsonl")
 
 
 def _profile(out: Path, device: Any, space: Any) -> LatencyTable:
@@ -135,9 +188,11 @@ def job_table(
     *,
     num_classes: int | None = None,
     in_channels: int | None = None,
+    anchor_max_age_s: float | None = ANCHOR_MAX_AGE_S,
 ) -> LatencyTable:
     """The table the job searches ``device`` with: the registered device's copy in the job
-    directory, or the host device's cached table."""
+    directory (as uploaded), or the host device's cached table re-anchored to this host's level
+    (see ``host_table``)."""
     from nas.hardware import BUILTIN_NAMES, check_table_for, read_table
 
     copied = Path(job_dir) / JOB_TABLES_DIR / f"{device}.json"
@@ -145,7 +200,13 @@ def job_table(
         table = read_table(copied)
     elif device in BUILTIN_NAMES:
         table = host_table(
-            artifact_dir, device, space, preset, num_classes=num_classes, in_channels=in_channels
+            artifact_dir,
+            device,
+            space,
+            preset,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            anchor_max_age_s=anchor_max_age_s,
         )
     else:
         raise FileNotFoundError(

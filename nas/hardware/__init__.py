@@ -8,6 +8,7 @@ See docs/hardware.md for the table format and how to profile a device.
 
 from __future__ import annotations
 
+from nas.hardware.anchor import measure_anchor, reanchor
 from nas.hardware.decompose import Decomposition, decompose
 from nas.hardware.device import BUILTIN_NAMES, RUNTIMES, Device, builtin_devices
 from nas.hardware.fidelity import Fidelity, fidelity
@@ -16,6 +17,7 @@ from nas.hardware.store import DeviceNotFoundError, DeviceStore, JsonDirectorySt
 from nas.hardware.table import (
     FORMAT_VERSION,
     MIN_CALIBRATION_SAMPLES,
+    Anchor,
     Calibration,
     LatencyEntry,
     LatencyTable,
@@ -32,6 +34,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MIN_CALIBRATION_SAMPLES",
     "RUNTIMES",
+    "Anchor",
     "Calibration",
     "Decomposition",
     "Device",
@@ -51,7 +54,9 @@ __all__ = [
     "decompose",
     "fidelity",
     "measure",
+    "measure_anchor",
     "parse_table",
     "read_table",
+    "reanchor",
     "write_table",
 ]

@@ -36,7 +36,9 @@ class LatencyPredictor:
     """Predicted latency (ms) of archs of ``table``'s space on ``table``'s device.
 
     Thread-safe after construction (read-only arrays). ``calibrated=False`` returns the plain
-    sum of entries (used to fit the calibration itself).
+    sum of entries (used to fit the calibration itself). A table with an ``anchor`` (re-anchored
+    to the machine's level at use time, ``nas.hardware.anchor``) has its calibrated predictions
+    scaled by ``anchor.scale``.
     """
 
     def __init__(
@@ -65,15 +67,18 @@ class LatencyPredictor:
         self._latency = latency
         self._flat = latency[self.decomposition.flat_table]
         self._present = (self.decomposition.flat_table != NO_BLOCK).astype(np.float64)
-        # The calibration is linear in the entries and the block count, so it folds into the
-        # gathered values: sum(slope * entry + per_block) + intercept, still one gather.
+        # The calibration is linear in the entries and the block count, and the anchor scales
+        # its result, so both fold into the gathered values:
+        # scale * (sum(slope * entry + per_block) + intercept), still one gather.
         calibration = self.calibration
+        self.scale = 1.0 if calibration is None or table.anchor is None else table.anchor.scale
         self._predicted = (
             self._flat
             if calibration is None
-            else calibration.slope * self._flat + calibration.per_block_ms * self._present
+            else self.scale
+            * (calibration.slope * self._flat + calibration.per_block_ms * self._present)
         )
-        self._intercept = 0.0 if calibration is None else calibration.intercept_ms
+        self._intercept = 0.0 if calibration is None else self.scale * calibration.intercept_ms
 
     def block_sums(self, archs: Sequence[Any]) -> np.ndarray:
         """``[N]`` sums of the entries of every block of each arch (no calibration)."""

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 import search_spaces
+from nas.hardware.anchor import anchor_archs, anchor_from, unanchored
 from nas.hardware.device import Device, RuntimeName
 from nas.hardware.fidelity import Fidelity, fidelity, fit_line
 from nas.hardware.modules import block_input, build_block
@@ -33,6 +34,7 @@ from nas.hardware.predictor import LatencyPredictor, decomposition_of
 from nas.hardware.runtimes import Runtime, make_runtime
 from nas.hardware.table import (
     MIN_CALIBRATION_SAMPLES,
+    Anchor,
     Calibration,
     CalibrationPoint,
     LatencyEntry,
@@ -172,10 +174,25 @@ class Profiler:
         ]
 
     def measure_networks(
-        self, space: SearchSpace, supernet: nn.Module, archs: Sequence[Any], policy: TimingPolicy
+        self,
+        space: SearchSpace,
+        supernet: nn.Module,
+        archs: Sequence[Any],
+        policy: TimingPolicy,
+        *,
+        copies: int = 1,
     ) -> list[Measurement]:
-        """Whole extracted subnets of ``archs`` at their resolutions, interleaved."""
-        return self._measure([self._network_run(space, supernet, arch) for arch in archs], policy)
+        """Whole extracted subnets of ``archs`` at their resolutions, interleaved.
+
+        ``copies``: build each network that many times and keep the middle copy's figures
+        (as for the drift reference): one copy's speed depends on where its memory landed, by
+        more than a tiny onnxruntime network's differences from its neighbours.
+        """
+        if copies < 1:
+            raise ValueError(f"copies must be >= 1, got {copies}")
+        runs = [self._network_run(space, supernet, arch) for arch in archs for _ in range(copies)]
+        found = self._measure(runs, policy)
+        return [_middle(found[i : i + copies]) for i in range(0, len(found), copies)]
 
     def _network_run(
         self, space: SearchSpace, supernet: nn.Module, arch: Any
@@ -355,6 +372,7 @@ def profile(
     if recalibrate:
         table.calibration_points.clear()
         table.calibration = None
+        table.anchor = None  # it scaled the old calibration
     report = progress or (lambda phase, done, total: None)
     last_save = time.monotonic()
 
@@ -434,6 +452,9 @@ class Validation(BaseModel):
     measured_ms: list[float]
     measurements: list[Measurement]
     macs: list[int]
+    anchor: Anchor | None = Field(
+        default=None, description="Fitted on networks timed beside these (``anchor=N``)."
+    )
 
 
 def validate(
@@ -444,28 +465,59 @@ def validate(
     timing: TimingPolicy | None = None,
     progress: Progress | None = None,
     runtime: Runtime | None = None,
+    drift_correction: bool | None = None,
+    anchor: int = 0,
+    copies: int = 1,
 ) -> Validation:
     """Measure ``samples`` random subnets whole on ``table.device`` and score the table.
 
     The MACs proxy is a line from MACs to latency fitted on the table's own calibration
     networks, so both predictors see the same measurements before being tested.
+
+    ``drift_correction``: scale the measurements to the table's drift reference, i.e. check the
+    table against the conditions it was measured in. By default on for a table with a
+    reference and no anchor; a re-anchored table (``nas.hardware.anchor``) already predicts the
+    machine as it is now, so it is checked against raw measurements.
+
+    ``anchor``: re-anchor the table on this many of its calibration networks, timed in the
+    first group beside the validation subnets (so at the same moments: on a shared host the
+    level can move by more than a fidelity target within minutes), and score the re-anchored
+    predictions against raw measurements. The validation networks themselves are not used to
+    fit it. ``copies``: time every network (anchors included) as the middle of that many
+    separately built copies (``Profiler.measure_networks``).
     """
     if samples < 2:
         raise ValueError(f"samples must be >= 2, got {samples}")
+    if anchor < 0:
+        raise ValueError(f"anchor must be >= 0, got {anchor}")
     space = search_spaces.get(table.space, preset=table.preset)
+    if anchor:
+        table = unanchored(table)
     predictor = LatencyPredictor(table, space)
     profiler = Profiler(table.device, runtime)
     policy = timing or table.network_timing
-    if table.reference is not None:
+    if drift_correction is None:
+        drift_correction = table.anchor is None and not anchor
+    if drift_correction and table.reference is not None:
         profiler.use_reference(space, table.reference, policy)
     archs = sample_archs(space, samples, np.random.default_rng(seed), table.resolutions)
     predicted = predictor.predict(archs)
     supernet = space.build_supernet().eval()
     results: list[Measurement] = []
     report = progress or (lambda phase, done, total: None)
+    anchors = anchor_archs(table, space, anchor) if anchor else []
+    fitted = None
     for chunk in network_groups(space, archs):
         report("validation", len(results), samples)
-        results += profiler.measure_networks(space, supernet, chunk, policy)
+        found = profiler.measure_networks(
+            space, supernet, [*anchors, *chunk], policy, copies=copies
+        )
+        if anchors:
+            anchored = found[: len(anchors)]
+            fitted = anchor_from(table, anchors, predictor.predict(anchors), anchored)
+            predicted = predicted * fitted.scale
+        results += found[len(anchors) :]
+        anchors = []  # the first group's level: ImageNet-size subnets span a few groups
     measured = [getattr(result, f"{table.statistic}_ms") for result in results]
     report("validation", samples, samples)
     macs = space.complexity_batch(archs)[0]
@@ -483,4 +535,5 @@ def validate(
         measured_ms=measured,
         measurements=results,
         macs=[int(m) for m in macs],
+        anchor=fitted,
     )

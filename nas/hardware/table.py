@@ -2,7 +2,8 @@
 
 One table = one space and preset, the resolutions it covers, one device (runtime included),
 the software that measured it, one entry per distinct block (median and spread, in ms), and
-the linear calibration fitted on whole networks. A table is written after every few entries,
+the linear calibration fitted on whole networks (and, for a host device, the latest anchor to
+the machine's level, ``nas.hardware.anchor``). A table is written after every few entries,
 so an interrupted profile leaves a valid partial table that the next run continues.
 Torch-free: the service validates uploaded tables with these models.
 """
@@ -130,6 +131,34 @@ class Calibration(BaseModel):
         return self.slope * block_sum_ms + self.per_block_ms * blocks + self.intercept_ms
 
 
+class Anchor(BaseModel):
+    """When and by how much a table's predictions were rescaled to the machine's level."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    measured_at: datetime
+    scale: float = Field(gt=0.0, description="Multiplies every calibrated prediction.")
+    statistic: Statistic
+    archs: list[dict[str, Any]] = Field(min_length=1, description="The networks timed.")
+    predicted_ms: list[float] = Field(min_length=1, description="The table's, before scaling.")
+    measured_ms: list[float] = Field(min_length=1)
+    spread: float = Field(
+        ge=0.0, description="Interquartile range of the measured/predicted ratios over the scale."
+    )
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> Self:
+        if not len(self.archs) == len(self.predicted_ms) == len(self.measured_ms):
+            raise ValueError("archs, predicted_ms and measured_ms: one figure per network")
+        return self
+
+    def describe(self) -> str:
+        return (
+            f"x{self.scale:.3f} from {len(self.archs)} networks timed at "
+            f"{self.measured_at:%Y-%m-%d %H:%M:%S} UTC (ratio spread {self.spread:.1%})"
+        )
+
+
 class LatencyTable(BaseModel):
     """A latency lookup table; ``complete`` once every block and the calibration are in."""
 
@@ -158,6 +187,11 @@ class LatencyTable(BaseModel):
     entries: dict[str, LatencyEntry] = Field(default_factory=dict)
     calibration_points: list[CalibrationPoint] = Field(default_factory=list)
     calibration: Calibration | None = None
+    anchor: Anchor | None = Field(
+        default=None,
+        description="The latest re-anchoring to the machine's level (host devices only); "
+        "predictions are the calibrated ones times ``anchor.scale``.",
+    )
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:

@@ -65,6 +65,10 @@ class Measurement(BaseModel):
     repeats: int = Field(ge=1, description="Timed samples (each possibly a group of runs).")
     runs_per_sample: int = Field(default=1, ge=1)
 
+    def value(self, statistic: str) -> float:
+        """The figure a table adds up: ``median`` or ``min``."""
+        return self.median_ms if statistic == "median" else self.min_ms
+
     def scaled(self, factor: float) -> Measurement:
         """Every figure times ``factor`` (a drift correction)."""
         return self.model_copy(
