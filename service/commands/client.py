@@ -208,22 +208,13 @@ def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
         budget = ", ".join(f"{k} <= {v:g}" for k, v in (front["budget"] or {}).items())
         table = Table(
             title=f"job {job_id} on {device}" + (f" (budget {budget})" if budget else ""),
-            caption="accuracy: measured on val; latency: measured (timed whole) unless marked "
-            "(pred); the predicted columns are what the search believed",
+            caption="acc: measured on val; ms: measured (timed whole) unless marked (pred); "
+            "pred: what the search believed (predictor, holdout split, latency table)",
         )
-        columns = (
-            "",
-            "subnet",
-            "accuracy %",
-            "predicted %",
-            "latency ms",
-            "predicted ms",
-            "MMACs",
-            "Mparams",
-            "arch_id",
-        )
-        for column in columns:
-            table.add_column(column, no_wrap=column != "arch_id")
+        table.add_column("", min_width=1, no_wrap=True)  # * marks the best
+        for column in ("subnet", "acc %", "pred %", "ms", "pred ms", "MMACs", "Mparams"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("arch_id", overflow="fold")
         for member in front["members"]:
             best = "*" if member["id"] == front["best_subnet_id"] else ""
             latency = member["latencies"].get(device) or {}
