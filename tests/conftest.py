@@ -6,9 +6,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 # Ray's token auth for every Ray the tests start or join, set before anything imports Ray: a
 # process reads its auth mode once, and a local ray.init() turns token auth on by default while
@@ -73,3 +76,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'var' / 'nas.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on a migrated ``database_url`` (SQLite and PostgreSQL alike)."""
+    from service.db import create_db_engine, create_session_factory
+    from service.migrate import upgrade_database
+
+    upgrade_database(database_url)
+    engine = create_db_engine(database_url)
+    yield create_session_factory(engine)
+    engine.dispose()

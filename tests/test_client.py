@@ -6,23 +6,19 @@ One server for the module: tests add jobs but never rely on being alone with the
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from _results import ORT, TORCH, Results, fill_results
+from _serving import serving
 from test_api_jobs import SPEC, TOKEN
 from typer.testing import CliRunner
 
 from nas.client import Client, ClientError
-from service.app import create_app
 from service.cli import app
 from service.migrate import upgrade_database
 from service.settings import Settings
@@ -53,22 +49,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     settings = Settings(database_url=url, artifact_dir=root / "var", data_root=root / "data",
                         api_tokens=[TOKEN], dispatcher_enabled=False)  # fmt: skip
     results = fill_results(settings)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # the port is ours before the server starts: no race
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", settings, results)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(settings) as base:
+        yield Served(base, settings, results)
 
 
 # --- the Python client -------------------------------------------------------------------------

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,11 +23,10 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-import uvicorn
 from _results import ORT, TORCH, Results, fill_results
+from _serving import serving
 from test_api_jobs import AUTH, TOKEN, _table
 
-from service.app import create_app
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
 from service.models import Job, JobEvent, JobStage, ParetoFront, ParetoMember, Subnet, SubnetLatency
@@ -81,13 +77,6 @@ class Data:
     big: int
 
 
-def _free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("dashboard")
@@ -100,21 +89,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         dispatcher_enabled=False,
     )
     upgrade_database(settings.database_url)
-    sock = _free_socket()
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield Server(f"http://127.0.0.1:{sock.getsockname()[1]}", settings)
-    finally:
-        uv.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(settings) as url:
+        yield Server(url, settings)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,14 +74,6 @@ def _profiled_once(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     again (``_settings`` puts the artifact directory at ``tmp_path / "var"``)."""
     if "ray_local" in request.fixturenames:
         shutil.copytree(request.getfixturevalue("host_tables"), tmp_path / "var" / "tables")
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade_database(database_url)
-    engine = create_db_engine(database_url)
-    yield create_session_factory(engine)
-    engine.dispose()
 
 
 def _queue(sessions: sessionmaker[Session], settings: Settings, count: int) -> list[int]:

@@ -5,9 +5,6 @@ one that warns instead shows its warnings, and a healthy job shows none."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,8 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from _jobs import wait_finished
+from _serving import serving
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -26,7 +23,6 @@ from nas.training import TrainingConfig
 from service.api.schemas.jobs import JobCreate
 from service.app import create_app
 from service.cli import app as cli_app
-from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
 from service.settings import Settings
 from service.store import jobs, leases
@@ -174,14 +170,6 @@ def test_a_spec_stored_before_health_gates_runs_with_the_defaults(tmp_path: Path
 # --- the records ---------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade_database(database_url)
-    engine = create_db_engine(database_url)
-    yield create_session_factory(engine)
-    engine.dispose()
-
-
 def test_a_replayed_gate_is_recorded_once(
     database_url: str, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
@@ -261,21 +249,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> Iterator
         data_root=root / "data",
         dispatcher_enabled=True,
     )
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(settings) as url:
+        yield Served(url, settings)
 
 
 def _run(served: Served, spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:

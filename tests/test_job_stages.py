@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,6 @@ from nas.hardware.device import Device
 from nas.search import InfeasibleBudgetError
 from nas.training import TrainingConfig
 from service.api.schemas.jobs import JobCreate
-from service.db import create_db_engine, create_session_factory
-from service.migrate import upgrade_database
 from service.models import Artifact, ParetoFront, ParetoMember, Subnet, SubnetLatency
 from service.settings import Settings
 from service.store import jobs, leases
@@ -289,14 +286,6 @@ def test_an_infeasible_budget_fails_the_search_with_the_minimum(finished: Finish
 
 
 # --- results in the database -----------------------------------------------------------------
-
-
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    upgrade_database(database_url)
-    engine = create_db_engine(database_url)
-    yield create_session_factory(engine)
-    engine.dispose()
 
 
 def _counts(session: Session) -> tuple[int, ...]:
