@@ -75,9 +75,12 @@ def _sqlite_begin(connection: Any) -> None:
     # locked" when another writer committed in between (the busy timeout does not apply);
     # taking the write lock at BEGIN makes concurrent writers queue instead. A connection
     # marked ``read_only`` (the API's pure reads) takes no lock: under WAL it reads a snapshot
-    # and never waits for writers or other readers.
-    read_only = connection.get_execution_options().get("read_only", False)
-    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+    # and never waits for writers or other readers. An AUTOCOMMIT connection (a migration's
+    # ``PRAGMA foreign_keys``, a no-op inside a transaction) asked for none at all.
+    options = connection.get_execution_options()
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        return
+    connection.exec_driver_sql("BEGIN" if options.get("read_only", False) else "BEGIN IMMEDIATE")
 
 
 #: Seconds to wait for a new PostgreSQL connection (unless the URL sets ``connect_timeout``):

@@ -10,7 +10,7 @@ from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
-from service.models._sql import one_of
+from service.models._sql import IDS_NEVER_REUSED, one_of
 
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime")
 ACCELERATORS: tuple[str, ...] = ("cpu", "cuda")
@@ -43,6 +43,7 @@ class Device(Base):
         one_of("accelerator", ACCELERATORS, "accelerator"),
         one_of("dtype", DTYPES, "dtype"),
         CheckConstraint("batch_size >= 1 AND threads >= 1", name="positive"),
+        IDS_NEVER_REUSED,
     )
 
 
@@ -68,4 +69,5 @@ class LatencyTable(Base):
         CheckConstraint("revision >= 1", name="revision"),
         Unique("device_id", "space", "preset", "revision"),
         Unique("device_id", "sha256"),
+        IDS_NEVER_REUSED,
     )

@@ -10,7 +10,7 @@ from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, foreign, mapped_column, relationship
 
 from service.db import Base, UTCDateTime, utcnow
-from service.models._sql import one_of
+from service.models._sql import IDS_NEVER_REUSED, one_of
 from workers.health import HEALTH_KEY_PREFIX, HealthCheck, reports_from_points
 from workers.spec import STAGE_ORDER
 
@@ -108,6 +108,7 @@ class Job(Base):
         ),
         Unique("owner", "idempotency_key"),
         Index("ix_jobs_state_id", "state", "id"),
+        IDS_NEVER_REUSED,
     )
 
 
@@ -132,6 +133,7 @@ class JobStage(Base):
         one_of("state", STAGE_STATES, "state"),
         CheckConstraint("progress >= 0 AND progress <= 100", name="progress"),
         Unique("job_id", "name"),
+        IDS_NEVER_REUSED,
     )
 
 
@@ -160,4 +162,5 @@ class JobEvent(Base):
         one_of("kind", EVENT_KINDS, "kind"),
         Unique("job_id", "key"),
         Index("ix_job_events_job_id_id", "job_id", "id"),
+        IDS_NEVER_REUSED,
     )

@@ -10,6 +10,7 @@ from sqlalchemy import UniqueConstraint as Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.db import Base, UTCDateTime, utcnow
+from service.models._sql import IDS_NEVER_REUSED
 
 
 class Artifact(Base):
@@ -33,6 +34,7 @@ class Artifact(Base):
     __table_args__ = (
         CheckConstraint("size_bytes >= 0", name="size_bytes"),
         Index("ix_artifacts_job_id", "job_id"),
+        IDS_NEVER_REUSED,
     )
 
 
@@ -59,6 +61,7 @@ class Subnet(Base):
         CheckConstraint("predicted_accuracy BETWEEN 0 AND 100", name="predicted_accuracy"),
         CheckConstraint("measured_accuracy BETWEEN 0 AND 100", name="measured_accuracy"),
         Unique("job_id", "arch_id"),
+        IDS_NEVER_REUSED,
     )
 
 
@@ -95,7 +98,7 @@ class ParetoFront(Base):
     hypervolume: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    __table_args__ = (Unique("job_id", "device"),)
+    __table_args__ = (Unique("job_id", "device"), IDS_NEVER_REUSED)
 
 
 class ParetoMember(Base):
