@@ -36,6 +36,7 @@ from service.settings import Settings
 from service.store import devices, leases
 from service.store.leases import OwnedJob
 from service.store.progress import record_events
+from workers.cluster import connect_ray
 from workers.events import PollResult
 from workers.jobs import RAY_NAMESPACE, STAGES, job_actor_class, uses_ray_train
 from workers.spec import JobRequest
@@ -122,18 +123,15 @@ class Dispatcher:
 
     def _connect_ray(self) -> None:
         if self._ray is None:
+            settings = self.settings
+            self._owns_ray = connect_ray(
+                settings.ray_address,
+                num_cpus=settings.ray_num_cpus,
+                namespace=RAY_NAMESPACE,
+                dashboard=settings.ray_dashboard,
+            )
             import ray
 
-            if not ray.is_initialized():
-                settings = self.settings
-                ray.init(
-                    address=settings.ray_address,
-                    num_cpus=None if settings.ray_address else settings.ray_num_cpus,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    namespace=RAY_NAMESPACE,
-                )
-                self._owns_ray = True
             self._ray = ray
 
     def _find_actor(self, name: str | None) -> Any:

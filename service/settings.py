@@ -33,7 +33,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL: a SQLite file (default) or postgresql+psycopg://...",
     )
     ray_address: str | None = Field(
-        default=None, description="An existing Ray cluster; unset starts a local Ray."
+        default=None,
+        description="An existing Ray cluster; unset starts a private Ray bound to 127.0.0.1 "
+        "with token authentication.",
+    )
+    ray_dashboard: bool = Field(
+        default=False,
+        description="Start Ray's own dashboard (127.0.0.1:8265) beside the local Ray.",
     )
     api_tokens: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="JSON list of bearer tokens for mutating requests."

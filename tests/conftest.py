@@ -26,8 +26,12 @@ POSTGRES_URL = os.environ.get(
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[Any]:
     """A local Ray of 2 CPUs for one test module (started once, not per test: ~5 s each)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    pytest.importorskip("ray")
+    from workers.cluster import connect_ray
+
+    connect_ray(num_cpus=2)
+    import ray
+
     yield ray
     ray.shutdown()
 

@@ -181,9 +181,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DatasetSpec
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
+    from workers.cluster import connect_ray
+
+    connect_ray(num_cpus=2)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -125,3 +127,122 @@ def test_python_m_service_migrates_and_serves(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _descendants(root: int) -> set[int]:
+    """``root`` and every process under it (Ray's GCS, raylet, agents and workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _listening(pids: set[int]) -> dict[str, str]:
+    """Listening TCP sockets of ``pids``: local address -> process name (from /proc, no ss)."""
+    owners: dict[str, int] = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    owners[target[8:-1]] = pid
+        except OSError:
+            continue
+    found: dict[str, str] = {}
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state, inode = line.split()[1], line.split()[3], line.split()[9]
+            if state != "0A" or inode not in owners:  # 0A: LISTEN
+                continue
+            host, port = local.split(":")
+            raw = bytes.fromhex(host)
+            # /proc prints each 32-bit word in host (little-endian) order.
+            packed = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+            address = ipaddress.ip_address(packed)
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped  # gRPC binds 127.0.0.1 as ::ffff:127.0.0.1
+            name = Path(f"/proc/{owners[inode]}/comm").read_text().strip()
+            found[f"{address}:{int(port, 16)}"] = name
+            assert len(host) == width
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_the_local_ray_listens_on_loopback_only(tmp_path: Path) -> None:
+    """`make run`'s private Ray: GCS, raylet, object manager, agents and workers all bind to
+    loopback (none on 0.0.0.0 or the machine's address) and run with token authentication."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NAS_", "RAY_"))}
+    env.update(
+        NAS_PORT=str(port),
+        NAS_ARTIFACT_DIR=str(tmp_path / "var"),
+        NAS_DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'nas.db'}",
+        NAS_RAY_NUM_CPUS="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
+                time.sleep(0.2)
+        # A job makes the dispatcher start Ray; the job's own work does not matter here.
+        spec = {
+            "name": "loopback probe",
+            "space": "bignas",
+            "dataset": {"kind": "synthetic", "num_samples": 200, "resolution": 24},
+            "training": {"epochs": 1, "batch_size": 32, "sampler": "uniform", "warmup_epochs": 0},
+        }
+        submitted = httpx.post(f"{base}/api/v1/jobs", json=spec, timeout=10)
+        assert submitted.status_code == 201, submitted.text
+        deadline = time.monotonic() + 90
+        names: set[str] = set()
+        while not {"gcs_server", "raylet"} <= names or not any(
+            n.startswith("ray::") for n in names
+        ):
+            assert time.monotonic() < deadline, f"Ray did not start: {sorted(names)}"
+            time.sleep(1.0)
+            listening = _listening(_descendants(proc.pid))
+            names = set(listening.values())
+        time.sleep(2.0)  # the agents and the job's worker bind a moment later
+        listening = _listening(_descendants(proc.pid))
+        exposed = {
+            a: n
+            for a, n in listening.items()
+            if not ipaddress.ip_address(a.rsplit(":", 1)[0]).is_loopback
+        }
+        assert not exposed, f"listening beyond loopback: {exposed}"
+        gcs = next(
+            pid
+            for pid in _descendants(proc.pid)
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "gcs_server"
+        )
+        environ = Path(f"/proc/{gcs}/environ").read_bytes().split(b"\0")
+        assert b"RAY_AUTH_MODE=token" in environ
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nas.data import DatasetSpec
 from nas.predictors.dataset import AccuracyDataset, AccuracyRecord, EvalSplit, chunks
+from workers.cluster import connect_ray
 
 ProgressFn = Callable[[int, int], None]
 """Called with (subnets done, subnets in all) after every finished chunk."""
@@ -100,12 +101,11 @@ class SubnetEvaluatorPool:
     """
 
     def __init__(self, job: AccuracyDatasetJob, *, data_root: str | Path | None = None) -> None:
-        import ray
-
         if not Path(job.checkpoint).exists():
             raise ValueError(f"checkpoint: {job.checkpoint} does not exist")
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False)
+        connect_ray()
+        import ray
+
         self.job = job
         actor_class = ray.remote(num_cpus=1)(SubnetEvaluator)
         payload = job.model_dump(mode="json")

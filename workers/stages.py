@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from workers.cluster import connect_ray
 from workers.results import RESULTS_NAME, read_results
 from workers.trained import dataset_path, predictor_path
 
@@ -44,10 +45,9 @@ def write_atomically(path: Path, data: bytes) -> None:
 def pool_size(wanted: int) -> int:
     """Actors that can start now: one per free CPU of the Ray cluster (an actor waiting for a
     CPU would hold its share of the work forever), at least one."""
+    connect_ray()
     import ray
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
     free = int(ray.available_resources().get("CPU", 0))
     return max(1, min(free, wanted, MAX_ACTORS))
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nas.data import DatasetSpec
 from nas.training import TrainingConfig
+from workers.cluster import connect_ray
 from workers.spec import WorkerPlacement
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -228,6 +229,7 @@ def train_distributed(
     last epoch's metrics. ``progress`` receives every report of rank 0; ``on_worker`` one
     event per worker start with its rank, Ray node id, host and torch device.
     """
+    connect_ray()
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -235,8 +237,6 @@ def train_distributed(
 
     from nas.training import CHECKPOINT_NAME
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False)
     output = job.output_dir.resolve()
     output.mkdir(parents=True, exist_ok=True)
     queue = Queue() if progress is not None or on_worker is not None else None
