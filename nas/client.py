@@ -15,7 +15,6 @@ message and the field at fault (from its JSON error body).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import time
@@ -27,7 +26,10 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from nas.config_file import ConfigFileError, load_mapping
+
+#: Where ``service.settings.Settings`` listens by default (NAS_HOST, NAS_PORT).
+_DEFAULT_HOST, _DEFAULT_PORT = "127.0.0.1", 8000
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 DOWNLOAD_FORMATS = ("onnx", "torchscript", "pytorch")
 #: Specialising (a short evolution, a table profiled on first use) and exporting on demand
@@ -68,34 +70,41 @@ def _load_spec(spec: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """A job spec as a mapping, or read from a YAML or JSON file."""
     if isinstance(spec, Mapping):
         return dict(spec)
-    path = Path(spec)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"spec: cannot read {path}: {exc.strerror or exc}") from None
-    import yaml
+        return load_mapping(spec, expected="a mapping (name, space, ...)")
+    except ConfigFileError as exc:
+        raise ValueError(f"spec: {exc}") from None
 
-    try:
-        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
-        raise ValueError(f"spec: {path} is not valid {kind}: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise ValueError(f"spec: {path} must hold a mapping (name, space, ...)")
-    return loaded
+
+def default_url(environ: Mapping[str, str] = os.environ) -> str:
+    """``NAS_URL``, else the service that ``make run`` / ``nas serve`` start in the same
+    environment (``NAS_HOST``, ``NAS_PORT``), so a CLI run beside the service finds it.
+
+    A wildcard host (0.0.0.0, ::) listens on every address; a client connects to loopback.
+    """
+    if environ.get("NAS_URL"):
+        return environ["NAS_URL"]
+    host = environ.get("NAS_HOST") or _DEFAULT_HOST
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    port = environ.get("NAS_PORT") or str(_DEFAULT_PORT)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"url: NAS_PORT={port!r} is not a port (1-65535); or set NAS_URL")
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6
+    return f"http://{bracketed}:{int(port)}"
 
 
 class Client:
     """One connection to a nas-service; use it as a context manager (or call ``close``).
 
-    ``url`` and ``token`` default to ``NAS_URL`` (else http://127.0.0.1:8000) and
-    ``NAS_TOKEN``. A token is never sent over plain http to another machine.
+    ``url`` and ``token`` default to ``default_url()`` (NAS_URL, else NAS_HOST:NAS_PORT, else
+    http://127.0.0.1:8000) and ``NAS_TOKEN``. A token is never sent over plain http to
+    another machine.
     """
 
     def __init__(
         self, url: str | None = None, token: str | None = None, timeout: float = 30.0
     ) -> None:
-        self.url = (url or os.environ.get("NAS_URL") or DEFAULT_URL).rstrip("/")
+        self.url = (url or default_url()).rstrip("/")
         token = token if token is not None else os.environ.get("NAS_TOKEN") or None
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:

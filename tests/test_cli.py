@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from itertools import pairwise
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from nas import __version__
@@ -107,3 +110,35 @@ def test_space_commands_reject_bad_input_clearly(tmp_path: Path) -> None:
     invalid = runner.invoke(app, ["space", "arch", "ofa_mbv3", json.dumps(arch)])
     assert invalid.exit_code == 2 and "resolution" in invalid.output
     assert "Traceback" not in invalid.output
+
+
+def _bombs() -> list[tuple[str, str, str]]:
+    """(file name, text, reason): files that cost gigabytes or a RecursionError to parse."""
+    lol = ", ".join(['"lol"'] * 9)
+    laughs = [f"a: &a [{lol}]"]  # 9**10 strings once every alias is expanded
+    laughs += [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in pairwise("abcdefghij")]
+    deep = "[" * 10_000 + "]" * 10_000
+    return [
+        ("laughs.yaml", "\n".join(laughs), "YAML aliases are not accepted (line 2: *a)"),
+        ("deep.yaml", f"name: {deep}", "nested deeper than 64 levels"),
+        ("deep.json", f'{{"name": {deep}}}', "nested deeper than 64 levels"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["submit"], ["train"], ["search", "--table", "t.json", "--latency-ms", "1"]],
+    ids=["submit", "train", "search"],
+)
+def test_job_file_bombs_are_refused_at_once_in_one_line(command: list[str], tmp_path: Path) -> None:
+    env = {"NAS_URL": "http://127.0.0.1:9", "COLUMNS": "500"}  # refused before any request
+    for name, text, reason in _bombs():
+        path = tmp_path / name
+        path.write_text(text)
+        started = time.perf_counter()
+        result = runner.invoke(app, [command[0], str(path), *command[1:]], env=env)
+        took = time.perf_counter() - started
+        assert result.exit_code == 2, (name, result.output)
+        assert reason in result.output and str(path) in result.output, (name, result.output)
+        assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
+        assert took < 1.0, (name, took)

@@ -6,22 +6,31 @@ One server for the module: tests add jobs but never rely on being alone with the
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
-from _results import ORT, TORCH, Results, fill_results
+from _results import ORT, TORCH, Results, fill_results, job_spec
 from _serving import serving
 from test_api_jobs import SPEC, TOKEN
 from typer.testing import CliRunner
 
-from nas.client import Client, ClientError
+from nas.client import Client, ClientError, default_url
 from service.cli import app
+from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
+from service.models import Job
 from service.settings import Settings
+from service.store import leases
+from service.store.progress import record_events
+from workers.events import Metrics, StageProgress, StageStarted
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits-bignas.yaml"
 runner = CliRunner()
@@ -149,6 +158,37 @@ def test_a_download_that_does_not_match_its_checksum_is_not_saved(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_default_url_is_the_service_nas_host_and_port_start(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``NAS_PORT=18801 make run``, then ``nas submit`` in the same shell, reaches it."""
+    port = str(urlsplit(served.url).port)
+    assert default_url({}) == "http://127.0.0.1:8000"
+    assert default_url({"NAS_HOST": "::", "NAS_PORT": "18801"}) == "http://[::1]:18801"
+    monkeypatch.delenv("NAS_URL", raising=False)
+    monkeypatch.setenv("NAS_HOST", "0.0.0.0")  # listens everywhere: connect to loopback
+    monkeypatch.setenv("NAS_PORT", port)
+    with Client(token=TOKEN) as nas:
+        assert nas.url == served.url and nas.health()["status"] == "ok"
+    monkeypatch.setenv("NAS_URL", served.url)
+    monkeypatch.setenv("NAS_PORT", "9")  # nothing listens there: NAS_URL wins
+    with Client() as nas:
+        assert nas.health()["status"] == "ok"
+    env = {"NAS_URL": None, "NAS_HOST": None, "NAS_PORT": port, "NAS_TOKEN": TOKEN}
+    submitted = runner.invoke(app, ["submit", str(EXAMPLE)], env={**env, "COLUMNS": "200"})
+    assert submitted.exit_code == 0, submitted.output
+    job_id = int(submitted.output.split()[1])
+    assert submitted.output.rstrip().endswith(f"follow it with `nas watch {job_id}`")
+    # A --url given on the command line is repeated in the hint, so the hint works as printed.
+    elsewhere = {**env, "NAS_PORT": "9", "COLUMNS": "200"}
+    given = runner.invoke(app, ["submit", str(EXAMPLE), "--url", served.url], env=elsewhere)
+    assert given.exit_code == 0, given.output
+    hint = re.search(r"`(nas watch .*)`", given.output)
+    assert hint is not None and hint.group(1).endswith(f"--url {served.url}")
+    cancelled = runner.invoke(app, ["jobs", "--state", "cancelled"], env=elsewhere)
+    assert cancelled.exit_code == 2 and "127.0.0.1:9" in cancelled.output
+
+
 def test_the_client_never_imports_the_service() -> None:
     code = (
         "import sys, nas.client; "
@@ -193,6 +233,77 @@ def test_cli_submit_jobs_pareto_and_download(served: Served, tmp_path: Path) -> 
         nas.cancel(job_id)
     stopped = served.cli("watch", str(job_id), "--poll", "0.05")
     assert stopped.exit_code == 1 and "cancelled" in stopped.output
+
+
+WATCHER = "watch-test"
+
+
+def _training_job(settings: Settings) -> int:
+    """A job one minute into training, 40 % done, whose first of two epochs was reported: the
+    rows the controller writes (``record_events``) for what the runner sends."""
+    now = datetime.now(UTC)
+    epoch = {"kind": "epoch", "epoch": 1, "step": 40, "total_steps": 80, "phase": "full",
+             "lr": 0.05, "losses": {"max": 0.812, "min": 1.204}, "samples_per_s": 900.0,
+             "max_val_acc": 61.5, "min_val_acc": 40.2, "sampler": {}}  # fmt: skip
+    events = [
+        StageStarted(seq=1, at=now, stage="training"),
+        Metrics(
+            seq=2, at=now, stage="training", key="training/epoch/1", message="epoch 1", data=epoch
+        ),
+        StageProgress(seq=3, at=now, stage="training", fraction=0.5, percent=40.0),
+    ]
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            job = Job(name="watched", owner="local", space="bignas", preset="tiny",
+                      spec=job_spec(1.0), state="training", attempt=1, claimed_by=WATCHER,
+                      started_at=now - timedelta(minutes=1))  # fmt: skip
+            session.add(job)
+            session.commit()
+            job_id = job.id
+        with create_session_factory(engine)() as session:
+            assert record_events(session, job_id, WATCHER, 1, events) == 3
+    finally:
+        engine.dispose()
+    return job_id
+
+
+def _finish(settings: Settings, job_id: int) -> None:
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            assert leases.finish(session, job_id, WATCHER, 1, succeeded=True)
+    finally:
+        engine.dispose()
+
+
+def test_cli_watch_shows_stage_epoch_losses_and_eta(served: Served) -> None:
+    """The installed ``nas watch`` prints a line for the running stage; the job ends only once
+    that line was read, so the test does not depend on timing."""
+    job_id = _training_job(served.settings)
+    nas = Path(sys.executable).with_name("nas")
+    env = {**os.environ, "NAS_URL": served.url, "NAS_TOKEN": TOKEN, "COLUMNS": "200"}
+    command = [str(nas), "watch", str(job_id), "--poll", "0.05"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as watcher:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()
+        _finish(served.settings, job_id)
+        rest, _ = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, first + rest
+    # 60 s for 40 %: 90 s to go (a few seconds more if the machine is slow).
+    shown = rf"^job {job_id} training: epoch 1/2, loss max 0\.812 min 1\.204, 40%, ETA 1m\d\ds$"
+    assert re.match(shown, first.strip()), first
+    assert f"job {job_id} succeeded" in rest
+
+
+def test_cli_watch_of_an_unknown_job_fails_before_drawing(served: Served) -> None:
+    watched = served.cli("watch", "99999", "--poll", "0.05")
+    assert watched.exit_code == 2
+    assert "no job with id 99999 (HTTP 404)" in watched.output
+    assert not set(watched.output) & set("━╸╺%"), watched.output  # no bar, no percent
+    assert len(watched.output.strip().splitlines()) == 1
 
 
 def test_cli_errors_are_one_line_without_a_traceback(served: Served, tmp_path: Path) -> None:

@@ -32,9 +32,22 @@ def connect_ray(
     """
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return False
+    saved = dict(os.environ)
     if address is None:
         for name, value in LOCAL_RAY_ENV.items():
             os.environ.setdefault(name, value)
+    try:
+        return _init(address, num_cpus=num_cpus, namespace=namespace, dashboard=dashboard)
+    finally:
+        # Ray's processes took the environment with them; a node this process starts later
+        # with `ray start` (tests/test_multinode.py) must not inherit single-machine mode.
+        if "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in saved:
+            os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+
+
+def _init(
+    address: str | None, *, num_cpus: int | None, namespace: str | None, dashboard: bool
+) -> bool:
     import ray
 
     options: dict[str, Any] = {"log_to_driver": False, "include_dashboard": dashboard}

@@ -1,16 +1,19 @@
 """``nas serve`` and the commands that talk to a running service through ``nas.client``:
 ``submit``, ``jobs``, ``watch``, ``pareto``, ``specialize``, ``download``.
 
-Every client command takes ``--url`` (NAS_URL, default http://127.0.0.1:8000) and ``--token``
-(NAS_TOKEN). A refusal of the service is one line naming the field and the HTTP status, and
+Every client command takes ``--url`` (default ``nas.client.default_url()``: NAS_URL, else the
+service that NAS_HOST/NAS_PORT start, else http://127.0.0.1:8000) and ``--token`` (NAS_TOKEN).
+A refusal of the service is one line naming the field and the HTTP status, and
 a non-zero exit; never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,11 +21,18 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from nas.client import DEFAULT_URL, DOWNLOAD_FORMATS, FINAL_STATES, Client, ClientError
+from nas.client import DOWNLOAD_FORMATS, FINAL_STATES, Client, ClientError
 from service.commands._common import console, err_console, fail, validation_message
 
+# No envvar here: ``Client`` resolves the default (one place), and a URL given on the command
+# line is then known to be one, so that printed follow-up commands can repeat it.
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="NAS_URL", help="The service (or NAS_URL).")
+    str | None,
+    typer.Option(
+        "--url",
+        help="The service; default NAS_URL, else http://NAS_HOST:NAS_PORT (127.0.0.1:8000).",
+        show_default=False,
+    ),
 ]
 TokenOption = Annotated[
     str | None,
@@ -32,7 +42,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JS
 
 
 @contextmanager
-def _connect(url: str, token: str | None) -> Iterator[Client]:
+def _connect(url: str | None, token: str | None) -> Iterator[Client]:
     """A client whose errors end the command with one line."""
     try:
         client = Client(url, token)
@@ -87,7 +97,7 @@ def serve_command(
 
 def submit_command(
     job_file: Annotated[Path, typer.Argument(help="Job YAML or JSON (see examples/).")],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -97,9 +107,13 @@ def submit_command(
     if as_json:
         _print_json(job)
         return
+    # The environment that found the service finds it again; a --url must be repeated.
+    where = f" --url {shlex.quote(url)}" if url else ""
     console.print(
         f"job {job['id']} {job['state']}: {job['name']} ({job['space']}/"
-        f"{job['preset']}); follow it with `nas watch {job['id']}`"
+        f"{job['preset']}); follow it with `nas watch {job['id']}{where}`",
+        markup=False,  # an IPv6 URL's [::1] is not rich markup
+        highlight=False,
     )
 
 
@@ -109,7 +123,7 @@ def jobs_command(
     ] = None,
     limit: Annotated[int, typer.Option(help="Jobs per page (1-500).")] = 50,
     offset: Annotated[int, typer.Option(help="Jobs to skip.")] = 0,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -167,22 +181,14 @@ def _warning_summary(job: dict[str, Any]) -> str:
 def watch_command(
     job_id: Annotated[int, typer.Argument(help="The job's id.")],
     poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Follow a job with a progress bar until it succeeds, fails or is cancelled."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn())
-    with _connect(url, token) as client, Progress(*columns, console=console) as bar:
-        task = bar.add_task(f"job {job_id}", total=100.0)
-
-        def show(job: dict[str, Any]) -> None:
-            stage = job["stage"] if job["state"] not in FINAL_STATES else job["state"]
-            where = job["state"] if stage is None else stage
-            bar.update(task, completed=job["progress"], description=f"job {job_id} {where}")
-
-        job = client.watch(job_id, on_progress=show, poll_s=poll)
+    """Follow a job until it succeeds, fails or is cancelled: stage, epoch, losses, ETA."""
+    with _connect(url, token) as client:
+        job = client.job(job_id)  # an unknown job ends here, before a bar is drawn
+        if job["state"] not in FINAL_STATES:
+            job = _follow(client, job_id, poll)
     if job.get("warnings"):  # prominent: a job that warned may not be worth using
         console.print(_warning_summary(job), highlight=False)
     if job["state"] != "succeeded":
@@ -192,6 +198,91 @@ def watch_command(
     count = len(job.get("warnings") or [])
     warned = f" with {count} warning{'s' if count != 1 else ''} (above)" if count else ""
     console.print(f"job {job_id} succeeded{warned}; `nas pareto {job_id}` shows its fronts")
+
+
+def _follow(client: Client, job_id: int, poll: float) -> dict[str, Any]:
+    """Poll the job under a live bar until it ends; a line above the bar for every new stage
+    or epoch (so a log of the output, or a terminal's scrollback, keeps them); the final job."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    epochs = _EpochReports(client, job_id)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[eta]}"),
+    )
+    printed = ""
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(f"job {job_id}", total=100.0, eta=_ETA_UNKNOWN)
+
+        def show(job: dict[str, Any]) -> None:
+            nonlocal printed
+            status = _status(job, epochs.latest())
+            eta = _eta(job, datetime.now(UTC))
+            bar.update(
+                task, completed=job["progress"], description=f"job {job_id} {status}", eta=eta
+            )
+            if status != printed and job["state"] not in FINAL_STATES:
+                printed = status
+                line = f"job {job_id} {status}, {job['progress']:.0f}%, {eta}"
+                bar.console.print(line, markup=False, highlight=False)
+
+        return client.watch(job_id, on_progress=show, poll_s=poll)
+
+
+_ETA_UNKNOWN = "ETA --"
+
+
+class _EpochReports:
+    """The job's latest training-epoch report (epoch, losses, ...), read from its log as the
+    log grows: the job itself carries only its stage and percent."""
+
+    _PAGE = 1000  # the most the log endpoint returns at once
+
+    def __init__(self, client: Client, job_id: int) -> None:
+        self._client, self._job_id, self._after = client, job_id, 0
+        self._latest: dict[str, Any] | None = None
+
+    def latest(self) -> dict[str, Any] | None:
+        while True:
+            page = self._client.logs(self._job_id, after=self._after, limit=self._PAGE)
+            for event in page["data"]:
+                data = event["data"] or {}
+                if event["kind"] == "metrics" and data.get("kind") == "epoch":
+                    self._latest = data  # a redone epoch is logged again, with a newer id
+            self._after = page["next_after"]
+            if len(page["data"]) < self._PAGE:
+                return self._latest
+
+
+def _status(job: dict[str, Any], epoch: dict[str, Any] | None) -> str:
+    """``training: epoch 3/10, loss max 0.812 min 1.204``, the stage running (a running job's
+    state), or the state of a queued or ended job."""
+    state = str(job["state"])
+    if state != "training" or epoch is None:
+        return state
+    total = job["spec"].get("training", {}).get("epochs")
+    status = f"{state}: epoch {epoch['epoch']}" + (f"/{total}" if total else "")
+    losses = " ".join(f"{role} {value:.3f}" for role, value in epoch.get("losses", {}).items())
+    return f"{status}, loss {losses}" if losses else status
+
+
+def _eta(job: dict[str, Any], now: datetime) -> str:
+    """Time left if the rest goes as fast as the part done so far; ``ETA --`` until a start
+    time and some progress give a rate."""
+    if job["state"] in FINAL_STATES:
+        return ""
+    progress, started = job["progress"], job["started_at"]
+    if started is None or not 0 < progress < 100:
+        return _ETA_UNKNOWN
+    start = datetime.fromisoformat(started)
+    elapsed = (now - (start if start.tzinfo else start.replace(tzinfo=UTC))).total_seconds()
+    if elapsed <= 0:  # the service's clock is ahead of ours
+        return _ETA_UNKNOWN
+    left = round(elapsed * (100 - progress) / progress)
+    hours, rest = divmod(left, 3600)
+    return f"ETA {hours}h{rest // 60:02d}m" if hours else f"ETA {rest // 60}m{rest % 60:02d}s"
 
 
 def _predicted(value: float | None, digits: int) -> str:
@@ -239,7 +330,7 @@ def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
 def pareto_command(
     job_id: Annotated[int, typer.Argument(help="The job's id.")],
     device: Annotated[str | None, typer.Option(help="One device; default all.")] = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -257,7 +348,7 @@ def specialize_command(
     device: Annotated[str, typer.Option(help="A built-in or registered device.")],
     latency_ms: Annotated[float | None, typer.Option(help="Latency budget (ms).")] = None,
     macs: Annotated[int | None, typer.Option(help="MACs budget.")] = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -287,7 +378,7 @@ def download_command(
     subnet_id: Annotated[int, typer.Argument(help="The subnet's id.")],
     format: Annotated[str, typer.Option(help="onnx | torchscript | pytorch")] = "onnx",
     out: Annotated[Path, typer.Option(help="A file, or a directory to save into.")] = Path("."),
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
     """Download a subnet's file (exported on demand), checking its sha256."""

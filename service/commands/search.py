@@ -16,21 +16,18 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from nas.config_file import ConfigFileError, load_mapping
 from service.commands._common import console, fail, validation_message
 
 
 def _job(job_file: Path, options: dict[str, Any]) -> Any:
-    import yaml
-
-    from workers.search import SearchJob
-
     try:
-        raw = yaml.safe_load(job_file.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise fail(f"{job_file}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise fail(f"{job_file}: expected a mapping with space, preset, dataset, output_dir")
-    fields = {k: raw[k] for k in ("space", "preset", "dataset") if k in raw}
+        raw = load_mapping(job_file, expected="a mapping with space, preset, dataset, output_dir")
+    except ConfigFileError as exc:
+        raise fail(str(exc)) from None
+    from workers.search import SearchJob  # imports torch: a bad file is refused first
+
+    fields: dict[str, Any] = {k: raw[k] for k in ("space", "preset", "dataset") if k in raw}
     fields["job_dir"] = options.pop("job_dir") or raw.get("output_dir")
     try:
         return SearchJob.model_validate({**fields, **options})

@@ -12,20 +12,17 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from nas.config_file import ConfigFileError, load_mapping
 from service.commands._common import console, fail, validation_message
 
 
 def _read_job(path: Path, overrides: dict[str, Any]) -> Any:
-    import yaml
-
-    from workers.training import TrainJob
-
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise fail(f"{path}: {exc}") from None
-    if not isinstance(raw, dict):
-        raise fail(f"{path}: expected a mapping with space, dataset, training, output_dir")
+        raw = load_mapping(path, expected="a mapping with space, dataset, training, output_dir")
+    except ConfigFileError as exc:
+        raise fail(str(exc)) from None
+    from workers.training import TrainJob  # imports torch: a bad file is refused first
+
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainJob.model_validate(raw)
