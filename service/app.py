@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from nas import __version__
 from service.api.auth import document_security
 from service.api.body_limit import BodyLimitMiddleware
+from service.api.docs import mount_api_docs
 from service.api.main import api_router
 from service.dashboard import mount_dashboard
 from service.db import create_db_engine, create_session_factory
@@ -45,11 +46,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Hardware-aware neural architecture search as a service.",
         lifespan=lifespan,
+        docs_url=None,  # served by mount_api_docs without a CDN
+        redoc_url=None,
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(api_router)
     document_security(app, settings)
+    mount_api_docs(app)
     mount_dashboard(app)
     return app

@@ -107,11 +107,17 @@ def plotly_js(version: str) -> FileResponse:
     """Plotly.js from the installed ``plotly`` package; the versioned URL never changes
     content, so browsers keep it for a year."""
     path, installed = plotly_bundle()
-    if version != installed or not path.is_file():
-        raise HTTPException(404, f"plotly.js {version} is not served here; {installed} is")
+    return vendor_file(path, "text/javascript", asked=version, installed=installed)
+
+
+def vendor_file(path: Path, media_type: str, *, asked: str, installed: str) -> FileResponse:
+    """A file an installed package ships, at a URL naming the package's version: 404 for any
+    other version, else served to be kept for a year (that URL never changes content)."""
+    if asked != installed or not path.is_file():
+        raise HTTPException(404, f"{path.name} {asked} is not served here; {installed} is")
     return FileResponse(
         path,
-        media_type="text/javascript",
+        media_type=media_type,
         headers={"Cache-Control": "public, max-age=31536000, immutable"},
     )
 
