@@ -197,6 +197,24 @@ def test_host_table_is_reanchored_when_taken_and_logs_it(
         host_table(tmp_path, "host-cpu-torch", "single_path", "tiny", anchor_max_age_s=-1)
 
 
+def test_a_table_sized_for_other_data_is_reanchored_with_its_own_space(tmp_path: Path) -> None:
+    """A digits job's table (1 channel) re-anchored later: the anchor networks are built for
+    its own stem, not the preset's 3 channels (that raised MissingEntryError)."""
+    space = search_spaces.get("single_path", preset="tiny", in_channels=1, num_classes=10)
+    path = host_table_path(tmp_path, "host-cpu-torch", "single_path", "tiny", 10, 1)
+    profile(space, builtin_devices()["host-cpu-torch"], FAST_PLAN, path)
+    fresh = host_table(
+        tmp_path,
+        "host-cpu-torch",
+        "single_path",
+        "tiny",
+        num_classes=10,
+        in_channels=1,
+        anchor_max_age_s=0,
+    )
+    assert fresh.anchor is not None and len(anchor_log_path(path).read_text().splitlines()) == 1
+
+
 def test_a_registered_devices_table_is_used_as_uploaded(
     table: LatencyTable, tmp_path: Path
 ) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "UnmetBudgetError",
     "export_subnet_files",
     "host_table",
+    "host_table_for_job",
     "specialize",
 ]
 
@@ -115,6 +116,31 @@ def _trained(job_dir: Path, space: str, preset: str, dataset: DatasetSpec, data_
     from workers.trained import load_trained
 
     return load_trained(job_dir, space=space, preset=preset, dataset=dataset, data_root=data_root)
+
+
+def host_table_for_job(
+    artifact_dir: Path,
+    device: str,
+    *,
+    job_dir: Path,
+    space: str,
+    preset: str,
+    dataset: DatasetSpec,
+    data_root: Path,
+) -> LatencyTable:
+    """Built-in host ``device``'s table for a trained job: sized like the job's data (its
+    classes and channels), so it is the cached table the job's search took, re-anchored when
+    stale; a table for the preset's default head would be profiled anew (minutes). Long work
+    (timing networks): the caller holds no database transaction through it."""
+    trained = _trained(job_dir, space, preset, dataset, data_root)
+    return host_table(
+        artifact_dir,
+        device,
+        space,
+        preset,
+        num_classes=trained.space.num_classes,
+        in_channels=trained.space.in_channels,
+    )
 
 
 class UnmetBudgetError(ValueError):

@@ -127,7 +127,7 @@ def host_table(
             found = _profile(out, devices[device], built)
         if _fresh_enough(found, anchor_max_age_s):
             return found
-        return _reanchor(out, found)
+        return _reanchor(out, found, built)
 
 
 def _fresh_enough(table: LatencyTable, max_age_s: float | None) -> bool:
@@ -141,13 +141,13 @@ def _fresh_enough(table: LatencyTable, max_age_s: float | None) -> bool:
     return (now() - table.anchor.measured_at).total_seconds() <= max_age_s
 
 
-def _reanchor(out: Path, table: LatencyTable) -> LatencyTable:
+def _reanchor(out: Path, table: LatencyTable, space: Any) -> LatencyTable:
     """Time the anchor networks now, keep the anchored table in the cache (the lock is held:
     no two processes time at once and disturb each other) and log the anchor beside it."""
     from nas.hardware import write_table
     from nas.hardware.anchor import reanchor
 
-    anchored = reanchor(table)
+    anchored = reanchor(table, space=space)
     anchor = anchored.anchor
     assert anchor is not None
     write_table(anchored, out)

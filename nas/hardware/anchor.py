@@ -105,9 +105,12 @@ def measure_anchor(
     timing: TimingPolicy | None = None,
     runtime: Any = None,
     at: datetime | None = None,
+    space: Any = None,
 ) -> Anchor:
     """Time ``networks`` of ``table``'s calibration networks on its device now (this machine
-    must be that device) and fit the scale from the table's predictions to them.
+    must be that device) and fit the scale from the table's predictions to them. ``space`` is
+    the space the table was profiled for (default: the preset's, sized for its default data);
+    a table sized for other data (channels, classes) needs its own.
 
     Measured raw, without the table's drift reference: the point is the machine's level now,
     which is what whole subnets timed now (a job's verification, a user's stopwatch) see.
@@ -116,7 +119,8 @@ def measure_anchor(
     from nas.hardware.predictor import LatencyPredictor
     from nas.hardware.profile import Profiler
 
-    space = search_spaces.get(table.space, preset=table.preset)
+    if space is None:
+        space = search_spaces.get(table.space, preset=table.preset)
     bare = unanchored(table)
     archs = anchor_archs(bare, space, networks)
     predicted = LatencyPredictor(bare, space).predict(archs)
@@ -132,7 +136,8 @@ def reanchor(
     networks: int = ANCHOR_NETWORKS,
     timing: TimingPolicy | None = None,
     runtime: Any = None,
+    space: Any = None,
 ) -> LatencyTable:
     """``table`` re-anchored to this machine now (``measure_anchor`` then ``with_anchor``)."""
-    anchor = measure_anchor(table, networks=networks, timing=timing, runtime=runtime)
+    anchor = measure_anchor(table, networks=networks, timing=timing, runtime=runtime, space=space)
     return with_anchor(table, anchor)
