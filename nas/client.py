@@ -262,12 +262,50 @@ class Client:
             timeout=max(self.timeout, SLOW_CALL_TIMEOUT_S),
         )
 
-    def download(self, subnet_id: int, format: str = "onnx", dest: str | Path = ".") -> Path:
-        """Save a subnet's file (``onnx``, ``torchscript`` or ``pytorch``) at ``dest`` (a file,
-        or a directory to keep the service's file name); the path. The bytes are checked
-        against the service's ``X-Checksum-SHA256`` before the file appears."""
+    def export(
+        self,
+        subnet_id: int,
+        format: str = "onnx",
+        *,
+        timeout_s: float = SLOW_CALL_TIMEOUT_S,
+        poll_s: float = 0.5,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Make sure the subnet's file in ``format`` exists: ask for the export (a token's
+        work, queued by the service) when it does not, and wait until it is ``ready``."""
         if format not in DOWNLOAD_FORMATS:
             raise ValueError(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
+        status_path = f"/api/v1/subnets/{int(subnet_id)}/exports/{format}"
+        status = self._json("GET", status_path)
+        if status["state"] != "ready":
+            status = self._json(
+                "POST", f"/api/v1/subnets/{int(subnet_id)}/exports", json={"format": format}
+            )
+        deadline = time.monotonic() + timeout_s
+        while status["state"] in ("queued", "running"):
+            if on_state is not None:
+                on_state(status)
+            if time.monotonic() >= deadline:
+                raise ClientError(
+                    0,
+                    f"subnet {subnet_id}'s {format} export is still "
+                    f"{status['state']} after {timeout_s:.0f} s",
+                )
+            time.sleep(poll_s)
+            status = self._json("GET", status_path)
+        if status["state"] != "ready":
+            raise ClientError(
+                409,
+                status.get("error") or f"subnet {subnet_id}'s {format} export {status['state']}",
+            )
+        return status
+
+    def download(self, subnet_id: int, format: str = "onnx", dest: str | Path = ".") -> Path:
+        """Save a subnet's file (``onnx``, ``torchscript`` or ``pytorch``) at ``dest`` (a file,
+        or a directory to keep the service's file name); the path. A file not made yet is
+        exported first (``export``: needs a token). The bytes are checked against the
+        service's ``X-Checksum-SHA256`` before the file appears."""
+        self.export(subnet_id, format)
         path = f"/api/v1/subnets/{int(subnet_id)}/download"
         timeout = max(self.timeout, SLOW_CALL_TIMEOUT_S)
         try:

@@ -31,3 +31,20 @@ def wait_finished(client: TestClient, job_id: int, timeout: float = 300.0) -> di
         return job if job["state"] in FINAL_STATES else None
 
     return wait_until(f"job {job_id} to finish", finished, timeout)
+
+
+def exported(
+    client: TestClient, subnet_id: int, fmt: str, headers: dict[str, str], timeout: float = 120.0
+) -> dict[str, Any]:
+    """Ask the service to export a subnet's file (POST, queued) and wait until it is ready."""
+    asked = client.post(
+        f"/api/v1/subnets/{subnet_id}/exports", json={"format": fmt}, headers=headers
+    )
+    assert asked.status_code in (200, 202), asked.text
+
+    def ready() -> dict[str, Any] | None:
+        status = client.get(f"/api/v1/subnets/{subnet_id}/exports/{fmt}").json()
+        assert status["state"] != "failed", status
+        return status if status["state"] == "ready" else None
+
+    return wait_until(f"subnet {subnet_id}'s {fmt} export", ready, timeout)

@@ -8,6 +8,7 @@ leaves them; specialising and exporting a real trained job is the integration te
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import onnxruntime as ort
 import pytest
 from _results import DEVICES, ORT, TORCH, Results, fill_results
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 from test_api_jobs import AUTH, SPEC, TOKEN, _field_errors, _settings, _table
 
 from service.api.schemas.results import SubnetRecord
@@ -241,7 +243,12 @@ def test_a_missing_file_of_an_unfinished_job_is_a_conflict(
     for fmt in ("onnx", "torchscript", "pytorch"):
         response = client.get(f"{API}/subnets/{results.onnx_subnet}/download?format={fmt}")
         assert response.status_code == 409, (fmt, response.text)
-        assert "failed" in response.json()["detail"]
+        assert f"POST /api/v1/subnets/{results.onnx_subnet}/exports" in response.json()["detail"]
+        asked = client.post(
+            f"{API}/subnets/{results.onnx_subnet}/exports", json={"format": fmt}, headers=AUTH
+        )
+        assert asked.status_code == 409, (fmt, asked.text)
+        assert "failed" in asked.json()["detail"]
 
 
 # --- specialise --------------------------------------------------------------------------------
@@ -274,11 +281,38 @@ def test_specialize_refuses_what_it_cannot_do(client: TestClient, results: Resul
 def test_an_export_on_demand_needs_the_trained_supernet(
     client: TestClient, results: Results, settings: Settings
 ) -> None:
-    """Not exported yet, and the job's supernet is not on disk: 409 saying so, nothing stored."""
+    """Not exported yet, and the job's supernet is not on disk: the export request is a 409
+    saying so, the download a 409 saying how to ask for the file, and nothing is stored."""
     other = next(r.id for r in results.rows if r.id != results.onnx_subnet)
+    asked = client.post(f"{API}/subnets/{other}/exports", json={"format": "pytorch"}, headers=AUTH)
+    assert asked.status_code == 409 and "supernet" in asked.json()["detail"]
     response = client.get(f"{API}/subnets/{other}/download", params={"format": "pytorch"})
-    assert response.status_code == 409 and "supernet" in response.json()["detail"]
+    assert response.status_code == 409 and "exports" in response.json()["detail"]
+    status = client.get(f"{API}/subnets/{other}/exports/pytorch").json()
+    assert status["state"] == "not_requested"
     assert client.get(f"{API}/subnets/{other}").json()["artifacts"] == []
+
+
+def test_an_anonymous_download_never_exports(
+    client: TestClient, results: Results, settings: Settings
+) -> None:
+    """Reads are open: a GET of a file that does not exist writes nothing and queues nothing;
+    a POST without a token is a 401; an existing file answers the POST with 200 ready."""
+    other = next(r.id for r in results.rows if r.id != results.onnx_subnet)
+    jobs = settings.artifact_dir / "jobs"
+    before = sorted(p for p in jobs.rglob("*") if p.is_file())
+    for _ in range(3):
+        assert client.get(f"{API}/subnets/{other}/download").status_code == 409
+    assert client.post(f"{API}/subnets/{other}/exports", json={"format": "onnx"}).status_code == 401
+    assert sorted(p for p in jobs.rglob("*") if p.is_file()) == before
+    assert client.get(f"{API}/subnets/{other}/exports/onnx").json()["state"] == "not_requested"
+    assert client.get(f"{API}/subnets/{other}").json()["artifacts"] == []
+    ready = client.post(
+        f"{API}/subnets/{results.onnx_subnet}/exports", json={"format": "onnx"}, headers=AUTH
+    )
+    assert ready.status_code == 200 and ready.json()["state"] == "ready", ready.text
+    download = client.get(ready.json()["download_url"])
+    assert download.status_code == 200 and download.content == results.onnx_bytes
 
 
 _BAD: list[tuple[str, str, dict[str, Any], int, str | None]] = [
@@ -453,3 +487,36 @@ def test_a_subnet_measured_later_joins_the_fronts_it_beats(
     assert [m["id"] for m in torch["members"]] == results.fronts[TORCH]
     detail = client.get(f"{API}/subnets/{added}").json()
     assert detail["fronts"] == [{"device": ORT, "position": 0}]
+
+
+def test_exports_run_through_one_bounded_queue(settings: Settings, results: Results) -> None:
+    """Requests for the same file coalesce; one more than the bound is refused (the route makes
+    that a 503 with Retry-After); a failed export says why and frees its place."""
+    import threading
+
+    from service.exports import ExportQueue, QueueFullError
+
+    engine = create_db_engine(settings.database_url)
+    factory = create_session_factory(engine)
+    gate = threading.Event()
+
+    def sessions() -> Session:  # the worker's first session waits: all stay pending
+        gate.wait(30)
+        return factory()
+
+    exports = ExportQueue(settings, sessions, max_pending=3)
+    ids = [r.id for r in results.rows if r.id != results.onnx_subnet][:4]
+    tasks = [exports.request(i, "onnx") for i in ids[:3]]
+    assert exports.request(ids[0], "onnx") is tasks[0]  # coalesced, not queued twice
+    with pytest.raises(QueueFullError):
+        exports.request(ids[3], "onnx")
+    assert [exports.position(t) for t in tasks] in ([0, 1, 2], [0, 0, 1])  # first may run
+    gate.set()
+    # this job's supernet is not on disk: each export fails with the reason, and the place frees
+    deadline = time.monotonic() + 30
+    while any(t.state != "failed" for t in tasks) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [t.state for t in tasks] == ["failed"] * 3
+    assert all("supernet" in (t.error or "") for t in tasks), [t.error for t in tasks]
+    assert exports.request(ids[3], "onnx").state in ("queued", "running")
+    engine.dispose()

@@ -11,9 +11,11 @@ tests/_results.py), so the file stays well under a minute.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,13 +25,22 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
-from _results import ORT, TORCH, Results, fill_results
+from _results import ORT, TORCH, Results, fill_results, tiny_onnx
 from _serving import serving
 from test_api_jobs import AUTH, TOKEN, _table
 
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
-from service.models import Job, JobEvent, JobStage, ParetoFront, ParetoMember, Subnet, SubnetLatency
+from service.models import (
+    Artifact,
+    Job,
+    JobEvent,
+    JobStage,
+    ParetoFront,
+    ParetoMember,
+    Subnet,
+    SubnetLatency,
+)
 from service.settings import Settings
 
 try:
@@ -359,6 +370,27 @@ def plot_dataset(driver: WebDriver) -> dict[str, str]:
     return driver.execute_script("return {...document.getElementById('front-plot').dataset}")
 
 
+@contextmanager
+def written(server: Server) -> Iterator[Any]:
+    """A session on the served database, for rows a test writes while the browser is open."""
+    engine = create_db_engine(server.settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+#: ``[left, top, right, bottom]`` of the element ``arguments[0]`` in viewport pixels.
+RECT_JS = (
+    "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]"
+)
+
+
+def overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def trace_points(driver: WebDriver, meta: str) -> int:
     return driver.execute_script(
         "const t = document.getElementById('front-plot').data.find(t => t.meta === arguments[0]);"
@@ -620,6 +652,9 @@ def test_the_new_job_form_asks_for_a_token_then_queues_the_job(
     browser.find_element(By.CSS_SELECTOR, "#job-form button[type=submit]").click()
     queued = wait_css(browser, "#job-form .notice-ok")
     job_id = int(re.search(r"Job (\d+) queued", queued.text).group(1))
+    title = browser.execute_script(RECT_JS, queued.find_element(By.TAG_NAME, "strong"))
+    link = browser.execute_script(RECT_JS, queued.find_element(By.TAG_NAME, "a"))
+    assert link[0] - title[2] >= 4, "the notice's link runs into its title"
     browser.save_screenshot(str(screenshots / "new-job.png"))
     job = httpx.get(f"{server.url}/api/v1/jobs/{job_id}", timeout=30).json()
     assert job["name"] == "from the dashboard" and job["state"] == "queued"
@@ -721,4 +756,215 @@ def test_health_warnings_show_as_a_banner_and_a_marker_in_the_list(
     assert "predictor rmse (predictor): measured 25.300, needs ≤ 10.000" in banner.text
     assert "What to change: measure more subnets" in banner.text
     browser.save_screenshot(str(screenshots / "job-health-warnings.png"))
+    assert console_errors(browser) == []
+
+
+# --- what a first-time user ran into (issue 31) -----------------------------------------------
+
+
+def test_a_running_stage_bar_is_as_long_as_its_progress(
+    browser: WebDriver, server: Server, screenshots: Path
+) -> None:
+    """A stage at 0% drew a full bar (its share of the elapsed time, all of it while it was
+    the only stage): the bar now shows the percentage written beside it."""
+    jobs = {}
+    with written(server) as session:
+        for progress in (0.0, 35.0):
+            job = _job(f"training at {progress:.0f}%", "training", stage="training")
+            job.progress, job.started_at = progress, datetime.now(UTC) - timedelta(minutes=2)
+            session.add(job)
+            session.flush()
+            stage = JobStage(job_id=job.id, name="training", position=0, state="running")
+            stage.progress, stage.started_at = progress, job.started_at
+            session.add(stage)
+            jobs[progress] = job.id
+        session.commit()
+    for progress, job_id in jobs.items():
+        open_page(browser, f"{server.url}/jobs/{job_id}")
+        row = wait_css(browser, '.tl-row[data-stage="training"]')
+        assert f"{progress:.0f}%" in row.find_element(By.CSS_SELECTOR, ".tl-info").text
+        bar = browser.execute_script(RECT_JS, row.find_element(By.CSS_SELECTOR, ".tl-bar"))
+        track = browser.execute_script(RECT_JS, row.find_element(By.CSS_SELECTOR, ".tl-track"))
+        shown = 100 * (bar[2] - bar[0]) / (track[2] - track[0])
+        assert shown == pytest.approx(progress, abs=2), f"{progress}% drawn as {shown:.0f}%"
+        assert console_errors(browser) == []
+    browser.save_screenshot(str(screenshots / "job-running.png"))
+
+
+def test_the_built_in_badge_stands_apart_from_the_device_name(
+    browser: WebDriver, server: Server
+) -> None:
+    open_page(browser, f"{server.url}/devices")
+    heading = wait_css(browser, f'section[data-device="{ORT}"] h2')
+    badge = heading.find_element(By.CSS_SELECTOR, ".badge")
+    name = browser.execute_script(
+        "const range = document.createRange();"
+        "range.setStartBefore(arguments[0].firstChild); range.setEndBefore(arguments[1]);"
+        "const r = range.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]",
+        heading,
+        badge,
+    )
+    box = browser.execute_script(RECT_JS, badge)
+    assert not overlap(name, box)
+    assert max(box[0] - name[2], box[1] - name[3]) >= 4  # a visible gap, beside or below
+    assert console_errors(browser) == []
+
+
+def test_the_new_job_form_shows_its_placeholders_whole(browser: WebDriver, server: Server) -> None:
+    open_page(browser, server.url + "/")
+    wait_css(browser, "#new-job-button").click()
+    wait_css(browser, "#f-root")
+    # each placeholder's width in the field's own font against the field's content box
+    fits = browser.execute_script(
+        "const context = document.createElement('canvas').getContext('2d');"
+        "return [...document.querySelectorAll('#job-form input[placeholder]')].map((input) => {"
+        "  const s = getComputedStyle(input, '::placeholder');"
+        "  context.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;"
+        "  const own = getComputedStyle(input);"
+        "  const padding = parseFloat(own.paddingLeft) + parseFloat(own.paddingRight);"
+        "  const room = input.clientWidth - padding;"
+        "  return [input.placeholder, context.measureText(input.placeholder).width, room,"
+        "          input.scrollWidth <= input.clientWidth];"
+        "})"
+    )
+    assert len(fits) >= 2  # the dataset root and a budget per device
+    cut = [
+        f"“{text}”: {width:.0f} px in {room:.0f}"
+        for text, width, room, whole in fits
+        if not (whole and width <= room)
+    ]
+    assert cut == []
+    assert console_errors(browser) == []
+
+
+def test_the_subnet_panel_shows_its_download_status_and_what_is_exported(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    """The status sat below the panel's inner scroll box, and the panel kept saying "Not
+    exported yet" after the download had exported the file."""
+    results = data.finished
+    chosen = next(i for i in results.fronts[ORT] if i != results.onnx_subnet)
+    open_page(browser, f"{server.url}/jobs/{results.job_id}")
+    plot_dataset(browser)
+    members = browser.find_element(By.CSS_SELECTOR, "#front-members details")
+    members.find_element(By.TAG_NAME, "summary").click()
+    members.find_element(By.XPATH, f".//button[text()='#{chosen}']").click()
+    panel = wait_css(browser, "#subnet-panel")
+    wait_for(browser, lambda d: "Not exported yet" in panel.text, "the panel of a new subnet")
+    # the file appears while the download runs (as an export on demand would leave it)
+    content = tiny_onnx()
+    relative = Path("jobs", str(results.job_id), "exports", "status", "subnet.onnx")
+    (server.settings.artifact_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+    (server.settings.artifact_dir / relative).write_bytes(content)
+    with written(server) as session:
+        sha256 = hashlib.sha256(content).hexdigest()
+        session.add(
+            Artifact(
+                job_id=results.job_id,
+                subnet_id=chosen,
+                kind="onnx",
+                path=relative.as_posix(),
+                size_bytes=len(content),
+                sha256=sha256,
+            )
+        )
+        session.commit()
+    browser.find_element(By.ID, "download-onnx").click()
+    status = wait_css(browser, "#download-status .notice-ok")
+    clipping = browser.execute_script(
+        "const box = arguments[0].getBoundingClientRect(), clips = [];"
+        "for (let node = arguments[0].parentElement; node !== document.body;"
+        "     node = node.parentElement) {"
+        "  const s = getComputedStyle(node);"
+        "  if (s.overflowX === 'visible' && s.overflowY === 'visible') continue;"
+        "  const r = node.getBoundingClientRect();"
+        "  const bottom = r.top + node.clientTop + node.clientHeight;"
+        "  if (box.top < r.top || box.bottom > bottom + 0.5) clips.push(node.id || node.className);"
+        "}"
+        "return clips",
+        status,
+    )
+    assert clipping == [], f"the download status is scrolled away inside {clipping}"
+    wait_for(browser, lambda d: "Exported: onnx" in panel.text, "the panel's export state")
+    assert "Not exported yet" not in panel.text
+    browser.save_screenshot(str(screenshots / "job-panel-exported.png"))
+    assert console_errors(browser) == []
+
+
+def test_the_budget_label_keeps_clear_of_the_plot_toolbar(
+    browser: WebDriver, server: Server, data: Data, screenshots: Path
+) -> None:
+    """Zoomed so the budget line sits at the right edge (where a budget above every subnet
+    puts it): the label and the toolbar both live at the top right."""
+    results = data.finished
+    open_page(browser, f"{server.url}/jobs/{results.job_id}")
+    plot_dataset(browser)
+    plot = browser.find_element(By.ID, "front-plot")
+    browser.execute_script(
+        "return Plotly.relayout(arguments[0], {'xaxis.range': [0, arguments[1] * 1.02]})",
+        plot,
+        results.budget_ms,
+    )
+    label = next(
+        a for a in plot.find_elements(By.CSS_SELECTOR, ".annotation") if "budget" in a.text
+    )
+    toolbar = plot.find_element(By.CSS_SELECTOR, ".modebar")
+    assert not overlap(
+        browser.execute_script(RECT_JS, label), browser.execute_script(RECT_JS, toolbar)
+    )
+    browser.save_screenshot(str(screenshots / "job-budget-at-the-edge.png"))
+    assert console_errors(browser) == []
+
+
+def test_compare_puts_devices_thirty_times_apart_on_a_log_axis(
+    browser: WebDriver, server: Server, screenshots: Path
+) -> None:
+    slow = "pi4-ort"
+    with written(server) as session:
+        now = datetime.now(UTC)
+        job = _job("fast and slow", "succeeded", progress=100.0, started_at=now, finished_at=now)
+        job.spec = {**job.spec, "devices": [ORT, slow]}
+        session.add(job)
+        session.flush()
+        subnets = [
+            Subnet(
+                job_id=job.id,
+                arch_id=f"speed{i}",
+                resolution=32,
+                macs=10**6 * (i + 1),
+                params=10**5,
+                measured_accuracy=80.0 + 2 * i,
+                arch={"space": "bignas"},
+            )
+            for i in range(4)
+        ]
+        session.add_all(subnets)
+        session.flush()
+        for device, scale in ((ORT, 1.0), (slow, 30.0)):
+            front = ParetoFront(
+                job_id=job.id, device=device, objectives=["accuracy"], hypervolume=0.5
+            )
+            session.add(front)
+            session.flush()
+            for i, subnet in enumerate(subnets):
+                ms = scale * (1.0 + 0.2 * i)
+                session.add(SubnetLatency(subnet_id=subnet.id, device=device, predicted_ms=ms))
+                session.add(ParetoMember(front_id=front.id, subnet_id=subnet.id, position=i))
+        session.commit()
+        job_id = job.id
+    open_page(browser, f"{server.url}/compare?a={job_id}&da={ORT}&b={job_id}&db={slow}")
+    wait_for(
+        browser,
+        lambda d: d.execute_script(
+            "const p = document.getElementById('compare-plot'); return p && p.dataset.fronts"
+        ),
+        "the comparison",
+    )
+    assert (
+        browser.execute_script(
+            "return document.getElementById('compare-plot')._fullLayout.xaxis.type"
+        )
+        == "log"
+    )
+    browser.save_screenshot(str(screenshots / "compare-log.png"))
     assert console_errors(browser) == []

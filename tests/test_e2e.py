@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _jobs import wait_finished
+from _jobs import exported, wait_finished
 from fastapi.testclient import TestClient
 
 import search_spaces
@@ -149,17 +149,28 @@ def test_submit_search_specialize_download_and_run(
         assert found["latencies"][BOARD]["predicted_ms"] <= new_budget * (1 + 1e-9)
         assert found["measured_accuracy"] is not None
 
-        onnx = client.get(f"/api/v1/subnets/{found['id']}/download", params={"format": "onnx"})
+        # a subnet the job did not export: a GET is a 409 naming the POST; asked for with the
+        # token, the export is queued, made from the supernet, then served
+        listed = client.get(f"/api/v1/jobs/{job_id}/subnets", params={"limit": 500}).json()
+        plain = next(
+            s
+            for s in listed["data"]
+            if not client.get(f"/api/v1/subnets/{s['id']}").json()["artifacts"]
+        )
+        url = f"/api/v1/subnets/{plain['id']}/download"
+        absent = client.get(url, params={"format": "onnx"})
+        assert absent.status_code == 409 and "/exports" in absent.json()["detail"]
+        for fmt in ("onnx", "pytorch"):
+            assert exported(client, plain["id"], fmt, AUTH)["state"] == "ready"
+        onnx = client.get(url, params={"format": "onnx"})
         assert onnx.status_code == 200, onnx.text
         assert onnx.headers["x-checksum-sha256"] == hashlib.sha256(onnx.content).hexdigest()
-        package = client.get(
-            f"/api/v1/subnets/{found['id']}/download", params={"format": "pytorch"}
-        )
+        package = client.get(url, params={"format": "pytorch"})
         assert package.status_code == 200, package.text
 
     data = load_dataset(DatasetSpec(kind="digits"), data_root=tmp_path / "data")
     image, label = data.val[0]
-    x = resize_batch(image[None], found["resolution"])
+    x = resize_batch(image[None], plain["resolution"])
     session = ort.InferenceSession(onnx.content, providers=["CPUExecutionProvider"])
     logits = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     assert logits.shape == (1, 10) and np.isfinite(logits).all()

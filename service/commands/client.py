@@ -381,7 +381,8 @@ def download_command(
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Download a subnet's file (exported on demand), checking its sha256."""
+    """Download a subnet's file, checking its sha256; one not made yet is exported first
+    (needs a token)."""
     if format not in DOWNLOAD_FORMATS:
         raise fail(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
     with _connect(url, token) as client:

@@ -1,97 +1,65 @@
-"""One subnet: its details, and its files (exported on demand the first time one is asked for)."""
+"""One subnet: its details, its files (those that exist), and exports asked for with a token."""
 
 from __future__ import annotations
 
-import re
-import threading
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
-from nas.data import DatasetSpec
+from service.api.auth import WriteAccess
 from service.api.deps import MAX_ID, ReadSessionDep, SessionDep, SettingsDep
 from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
+from service.api.schemas.exports import ExportCreate, ExportPublic
 from service.api.schemas.results import DOWNLOAD_FORMATS, DownloadFormat, SubnetDetailPublic
 from service.errors import ConflictError
-from service.models import Artifact, Subnet
+from service.exports import ExportQueue, QueueFullError, check_exportable, existing_file
 from service.settings import Settings
 from service.store import results_read as store
-from service.store.jobs import get_job
-from workers.spec import job_dir
-from workers.storage import ArtifactStore
 
 router = APIRouter(prefix="/subnets", tags=["subnets"], responses=COMMON_RESPONSES)
 _NOT_FOUND = {404: {"model": ErrorPublic, "description": "No such subnet."}}
 
 SubnetId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The subnet's id.")]
-
-# One export of a subnet at a time in this process: a second request for the same file waits
-# and then streams what the first wrote, instead of writing the same files concurrently.
-_export_locks: dict[int, threading.Lock] = {}
-_export_locks_guard = threading.Lock()
+RETRY_AFTER_S = "10"  # an export takes seconds; a full queue drains in tens of them
+Format = Annotated[DownloadFormat, PathParam(description="onnx, torchscript or pytorch.")]
 
 
-def _export_lock(subnet_id: int) -> threading.Lock:
-    with _export_locks_guard:
-        return _export_locks.setdefault(subnet_id, threading.Lock())
+def _exports(request: Request) -> ExportQueue:
+    """The process's export queue (made with the app's session factory on first use)."""
+    state = request.app.state
+    if getattr(state, "exports", None) is None:
+        state.exports = ExportQueue(state.settings, state.session_factory)
+    return state.exports
 
 
-def _stored_file(settings: Settings, artifact: Artifact | None) -> Path | None:
-    """The artifact's file, if it is still there (and inside NAS_ARTIFACT_DIR)."""
-    store = ArtifactStore(settings.artifact_dir)
-    if artifact is None or not store.exists(artifact.path):
-        return None
-    return store.path(artifact.path)
-
-
-def _export_dir_name(arch_id: str, subnet_id: int) -> str:
-    """Where the exporting stage puts a subnet's files (``exports/<arch_id>/``), so a file
-    made on demand and one the stage made are the same file, registered once."""
-    safe = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", arch_id)
-    return arch_id if safe else f"subnet-{subnet_id}"
-
-
-def _export(session: Session, settings: Settings, subnet: Subnet, fmt: DownloadFormat) -> Artifact:
-    """Export the subnet from its job's supernet (BN recalibrated) and register the file."""
-    job = get_job(session, subnet.job_id)
-    if job.state != "succeeded":
-        raise ConflictError(
-            f"job {job.id} is {job.state}; subnets are exported from the supernet of a "
-            "succeeded job"
+def _export_public(
+    session: Session, settings: Settings, exports: ExportQueue, subnet_id: int, fmt: DownloadFormat
+) -> ExportPublic:
+    found = existing_file(session, settings, subnet_id, fmt)
+    if found is not None:
+        artifact, _ = found
+        return ExportPublic(
+            subnet_id=subnet_id,
+            format=fmt,
+            state="ready",
+            sha256=artifact.sha256,
+            size_bytes=artifact.size_bytes,
+            download_url=f"/api/v1/subnets/{subnet_id}/download?format={fmt}",
+            requested_at=artifact.created_at,
         )
-    job_id, subnet_id, arch_id, arch = job.id, subnet.id, subnet.arch_id, dict(subnet.arch)
-    space, preset, dataset = job.space, job.preset, DatasetSpec.model_validate(job.spec["dataset"])
-    session.rollback()  # no transaction stays open through the export (seconds)
-
-    from workers.specialize import export_subnet_files  # torch: only when a file is made
-
-    directory = job_dir(settings.artifact_dir, job_id)
-    try:
-        files = export_subnet_files(
-            directory,
-            space=space,
-            preset=preset,
-            dataset=dataset,
-            data_root=settings.data_root,
-            arch=arch,
-            formats=[fmt],
-            out_dir=directory / "exports" / _export_dir_name(arch_id, subnet_id),
-        )
-    except FileNotFoundError as exc:
-        raise ConflictError(f"job {job_id}'s files are incomplete, cannot export: {exc}") from None
-    exported = files[fmt]
-    return store.record_artifact(
-        session,
-        job_id=job_id,
+    task = exports.status(subnet_id, fmt)
+    if task is None:
+        return ExportPublic(subnet_id=subnet_id, format=fmt, state="not_requested")
+    return ExportPublic(
         subnet_id=subnet_id,
-        kind=DOWNLOAD_FORMATS[fmt].kind,
-        path=ArtifactStore(settings.artifact_dir).relative(exported.path),
-        sha256=exported.sha256,
-        size_bytes=exported.size_bytes,
+        format=fmt,
+        state=task.state,
+        position=exports.position(task) if task.state == "queued" else None,
+        error=task.error,
+        requested_at=task.requested_at,
     )
 
 
@@ -99,6 +67,56 @@ def _export(session: Session, settings: Settings, subnet: Subnet, fmt: DownloadF
 def read_subnet(subnet_id: SubnetId, session: ReadSessionDep) -> SubnetDetailPublic:
     """One subnet with its latencies per device, its files and the fronts it is on."""
     return store.get_subnet(session, subnet_id)
+
+
+@router.post(
+    "/{subnet_id}/exports",
+    response_model=ExportPublic,
+    status_code=202,
+    responses={
+        200: {"model": ExportPublic, "description": "The file exists already: state ready."},
+        **_NOT_FOUND,
+        409: {"model": ErrorPublic, "description": "The subnet's job did not succeed."},
+        503: {"model": ErrorPublic, "description": "The export queue is full; retry later."},
+    },
+)
+def request_export(
+    subnet_id: SubnetId,
+    body: ExportCreate,
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    principal: WriteAccess,
+) -> ExportPublic:
+    """Make the subnet's file in one format: queued, one export at a time per process; poll
+    ``GET /subnets/{id}/exports/{format}`` until it is ready, then download it."""
+    exports = _exports(request)
+    subnet = store.get_subnet_row(session, subnet_id)
+    if existing_file(session, settings, subnet_id, body.format) is not None:
+        response.status_code = 200
+    else:
+        check_exportable(session, settings, subnet)
+        try:
+            exports.request(subnet_id, body.format)
+        except QueueFullError as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": RETRY_AFTER_S}) from None
+    answer = _export_public(session, settings, exports, subnet_id, body.format)
+    session.rollback()  # only read: release SQLite's write lock at once
+    return answer
+
+
+@router.get("/{subnet_id}/exports/{format}", response_model=ExportPublic, responses=_NOT_FOUND)
+def read_export(
+    subnet_id: SubnetId,
+    format: Format,
+    request: Request,
+    session: ReadSessionDep,
+    settings: SettingsDep,
+) -> ExportPublic:
+    """Where the subnet's file in this format stands (a read: it never exports)."""
+    store.get_subnet_row(session, subnet_id)
+    return _export_public(session, settings, _exports(request), subnet_id, format)
 
 
 @router.get(
@@ -110,30 +128,30 @@ def read_subnet(subnet_id: SubnetId, session: ReadSessionDep) -> SubnetDetailPub
             "description": "The file; its sha256 in the X-Checksum-SHA256 header.",
         },
         **_NOT_FOUND,
-        409: {"model": ErrorPublic, "description": "Not exported, and the job did not succeed."},
+        409: {
+            "model": ErrorPublic,
+            "description": "No file in this format yet: POST /subnets/{id}/exports makes it.",
+        },
     },
 )
 def download_subnet(
     subnet_id: SubnetId,
-    session: SessionDep,
+    session: ReadSessionDep,
     settings: SettingsDep,
     format: Annotated[DownloadFormat, Query(description="onnx, torchscript or pytorch.")] = "onnx",
 ) -> FileResponse:
-    """Download a subnet as ONNX, TorchScript or weights + arch (zip), exported on demand."""
+    """Download a subnet as ONNX, TorchScript or weights + arch (zip): a file that exists.
+    A GET never exports; ``POST /subnets/{id}/exports`` (with a token) makes the file."""
     info = DOWNLOAD_FORMATS[format]
-    subnet = store.get_subnet_row(session, subnet_id)
-    artifact = store.find_artifact(session, subnet_id, info.kind)
-    path = _stored_file(settings, artifact)
-    if path is None:
-        with _export_lock(subnet_id):
-            session.rollback()  # a fresh snapshot: see what a request that held the lock wrote
-            artifact = store.find_artifact(session, subnet_id, info.kind)
-            path = _stored_file(settings, artifact)
-            if path is None:
-                artifact = _export(session, settings, subnet, format)
-                path = _stored_file(settings, artifact)
-    if artifact is None or path is None:
-        raise ConflictError(f"subnet {subnet_id}'s {format} file vanished; try again")
+    store.get_subnet_row(session, subnet_id)
+    found = existing_file(session, settings, subnet_id, format)
+    if found is None:
+        raise ConflictError(
+            f"subnet {subnet_id} has no {format} file yet; make it with "
+            f'POST /api/v1/subnets/{subnet_id}/exports {{"format": "{format}"}} (needs a '
+            f"token), then poll GET /api/v1/subnets/{subnet_id}/exports/{format}"
+        )
+    artifact, path = found
     return FileResponse(
         path,
         media_type=info.media_type,

@@ -14,6 +14,9 @@ const sides = [
 ];
 let axis = ["latency", "macs", "params"].includes(params.get("x")) ? params.get("x") : "latency";
 const frontsOf = new Map(); // job id -> fronts
+/** Latencies spanning more than this factor (a desktop CPU beside a small board) go on a log
+ * axis, where the faster front is not squeezed against zero; closer ones stay linear. */
+const LOG_SPAN = 10;
 
 const controls = h("form", { id: "compare-form", class: "card controls" });
 const plotArea = h("section", { class: "card" });
@@ -106,9 +109,12 @@ async function draw() {
   const plot = h("div", { id: "compare-plot", class: "plot-main" });
   replace(plotArea, problems, traces.length ? plot : null);
   if (!traces.length) return;
+  const latencies = traces.filter((t) => t.mode === "markers").flatMap((t) => t.x).filter((x) => x > 0);
+  const log = axis !== "latency" || Math.max(...latencies) > LOG_SPAN * Math.min(...latencies);
+  const title = axis === "latency" ? `latency on each front's device (ms${log ? ", log scale" : ""})` : axis;
   plotly().react(plot, traces, {
     height: 540, margin: { l: 60, r: 20, t: 20, b: 50 }, hovermode: "closest",
-    xaxis: { title: { text: axis === "latency" ? "latency on each front's device (ms)" : axis }, type: axis === "latency" ? "linear" : "log" },
+    xaxis: { title: { text: title }, type: log ? "log" : "linear" },
     yaxis: { title: { text: "accuracy (%)" } }, legend: { orientation: "h", y: -0.15 },
   }, PLOT_CONFIG);
   plot.dataset.fronts = String(traces.length / 2);

@@ -29,7 +29,7 @@ function deviceCard(device) {
   ];
   const tables = h("div", { class: "device-tables" });
   const card = h("section", { class: "card device", dataset: { device: device.name } },
-    h("h2", {}, device.name, device.builtin ? h("span", { class: "badge" }, "built in") : null),
+    h("h2", { class: "device-title" }, device.name, device.builtin ? h("span", { class: "badge" }, "built in") : null),
     h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
     tables);
   if (device.tables.length === 0) {

@@ -16,6 +16,36 @@ const FORMATS = [["onnx", "ONNX"], ["torchscript", "TorchScript"], ["pytorch", "
 const SEARCHED_STATES = ["searching", "exporting", "succeeded", "failed", "cancelled"];
 const MEMBER_ROWS = 50;
 
+const EXPORT_POLL_MS = 1000;
+const EXPORT_WAIT_MS = 10 * 60_000;
+
+/** A subnet's file in one format, saved by the browser: the panel's only calls to the export
+ * and download API. A file not made yet is asked for (POST, needs the token), waited for, then
+ * downloaded; a GET alone never makes one. `onState` hears "queued" / "running" meanwhile. */
+async function downloadSubnet(subnetId, format, onState = () => {}) {
+  let status = await api(`/subnets/${subnetId}/exports/${format}`);
+  if (status.state !== "ready") {
+    status = await api(`/subnets/${subnetId}/exports`, { method: "POST", body: { format } });
+  }
+  const deadline = Date.now() + EXPORT_WAIT_MS;
+  while (status.state === "queued" || status.state === "running") {
+    onState(status);
+    if (Date.now() > deadline) throw new Error(`the ${format} export is still ${status.state}; try again later`);
+    await new Promise((resolve) => setTimeout(resolve, EXPORT_POLL_MS));
+    status = await api(`/subnets/${subnetId}/exports/${format}`);
+  }
+  if (status.state !== "ready") throw new Error(status.error || `the ${format} export ${status.state}`);
+  return download(`/subnets/${subnetId}/download?format=${format}`, `subnet-${subnetId}.${format}`);
+}
+
+/** Which files of the subnet exist: its artifacts as the API lists them. */
+function exportsText(subnet) {
+  const files = subnet.artifacts || [];
+  return files.length
+    ? `Exported: ${files.map((a) => `${a.format || a.kind} (${fmtCount(a.size_bytes)}B)`).join(", ")}`
+    : "Not exported yet: a download asks the service to export it from the supernet (needs the token).";
+}
+
 /** The x value of a subnet on an axis: its latency on the device, or MACs / params. */
 export function xOf(subnet, axis, device) {
   return axis === "latency" ? latencyOf(subnet, device) : subnet[axis];
@@ -196,21 +226,31 @@ export class Results {
     return { traces, cloud, members };
   }
 
-  budgetShapes() {
-    const shapes = [];
-    const annotations = [];
-    const line = (x, text, color, dash) => {
-      shapes.push({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1, line: { color, width: 2, dash } });
-      annotations.push({ x, y: 1, xref: "x", yref: "paper", text, showarrow: false, yanchor: "bottom", font: { color, size: 11 } });
-    };
+  /** The budget lines and their labels; `xs`: the x values drawn (where the lines fall among
+   * them picks the side of each label). */
+  budgetShapes(xs) {
     const budget = this.front().budget;
     const key = this.axis === "latency" ? "latency_ms" : this.axis === "macs" ? "macs" : null;
-    if (budget && key && budget[key] != null) line(budget[key], `budget ${budgetText(budget)}`, "#dc2626", "dash");
     const spec = this.specialized;
+    const lines = [];
+    if (budget && key && budget[key] != null) lines.push([budget[key], `budget ${budgetText(budget)}`, "#dc2626", "dash"]);
     if (spec && key && spec.budget[key] != null && (key === "macs" || spec.device === this.device)) {
-      line(spec.budget[key], `specialize ${budgetText(spec.budget)}`, "#10b981", "dot");
+      lines.push([spec.budget[key], `specialize ${budgetText(spec.budget)}`, "#10b981", "dot"]);
     }
-    return { shapes, annotations };
+    const scale = this.axis === "latency" ? (x) => x : Math.log10; // as the x axis draws them
+    const all = xs.concat(lines.map(([x]) => x)).map(scale).filter(Number.isFinite);
+    const lo = Math.min(...all);
+    const hi = Math.max(...all);
+    // Labels hang inside the plot under its top edge, not above it in the margin where the
+    // toolbar is; one in the right half of the plot reads leftwards, away from the edge.
+    return {
+      shapes: lines.map(([x, , color, dash]) => ({ type: "line", xref: "x", yref: "paper", x0: x, x1: x, y0: 0, y1: 1, line: { color, width: 2, dash } })),
+      annotations: lines.map(([x, text, color], i) => {
+        const leftwards = hi > lo && (scale(x) - lo) / (hi - lo) > 0.5;
+        return { x, y: 1, xref: "x", yref: "paper", text, showarrow: false, yanchor: "top", yshift: -4 - 18 * i,
+          xanchor: leftwards ? "right" : "left", xshift: leftwards ? -4 : 4, bgcolor: "rgba(255,255,255,0.85)", font: { color, size: 11 } };
+      }),
+    };
   }
 
   draw() {
@@ -222,7 +262,7 @@ export class Results {
       return;
     }
     const { traces, cloud, members } = this.traces();
-    const { shapes, annotations } = this.budgetShapes();
+    const { shapes, annotations } = this.budgetShapes(cloud.x.concat(members.x));
     const axis = AXES[this.axis];
     const layout = {
       height: 520, margin: { l: 60, r: 20, t: 30, b: 50 }, hovermode: "closest", uirevision: `${this.device}/${this.axis}`,
@@ -290,17 +330,28 @@ export class Results {
     const latencies = Object.entries(subnet.latencies || {});
     const archRows = Object.entries(subnet.arch || {}).filter(([k]) => k !== "space" && k !== "preset");
     const status = h("div", { class: "download-status", id: "download-status", "aria-live": "polite" });
+    const exported = h("p", { class: "muted small", id: "subnet-exports" }, exportsText(subnet));
     const button = (fmt, label) => h("button", { type: "button", id: `download-${fmt}`, onclick: async (event) => {
       const target = event.currentTarget;
       target.disabled = true;
       replace(status, h("span", { class: "muted" }, `Preparing ${label} (a subnet not exported yet is exported now: seconds)…`));
       try {
-        const file = await download(`/subnets/${subnet.id}/download?format=${fmt}`, `subnet-${subnet.id}.${fmt}`);
+        const file = await downloadSubnet(subnet.id, fmt, (export_) => replace(status, h("span", { class: "muted" },
+          export_.state === "queued"
+            ? `Exporting ${label}: queued${export_.position ? ` behind ${export_.position}` : ""}…`
+            : `Exporting ${label} from the supernet (seconds)…`)));
         replace(status, notice("ok", `Downloaded ${file.name}`, `${fmtCount(file.size)}B, sha256 checked.`));
       } catch (error) {
         replace(status, errorNotice(`${label} download failed`, error));
       } finally {
         target.disabled = false;
+      }
+      // the request may have exported a file (even one that failed on the way back): ask again
+      try {
+        const fresh = await api(`/subnets/${subnet.id}`);
+        if (this.selected === subnet.id) replace(exported, exportsText(fresh));
+      } catch {
+        // the line keeps what it said; the status above says how the download went
       }
     } }, label);
     replace(this.panel,
@@ -312,6 +363,10 @@ export class Results {
         subnet.id === (front && front.best_subnet_id) ? h("span", { class: "badge best" }, "best within budget") : null,
         (subnet.fronts || []).map((f) => h("span", { class: "badge" }, `front ${f.device} #${f.position}`))),
       h("dl", { class: "facts compact" }, figures.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+      h("h4", {}, "Download"),
+      h("div", { class: "actions" }, FORMATS.map(([fmt, label]) => button(fmt, label))),
+      exported,
+      status,
       h("h4", {}, "Latency (ms)"),
       latencies.length ? table([
         { title: "Device", value: ([d]) => d },
@@ -324,13 +379,7 @@ export class Results {
         { title: "Value", value: ([, v]) => (Array.isArray(v)
           ? h("div", { class: "cells" }, v.map((x) => h("span", { class: "cell" }, typeof x === "object" ? JSON.stringify(x) : String(x))))
           : typeof v === "object" ? JSON.stringify(v) : String(v)) },
-      ], archRows),
-      h("h4", {}, "Download"),
-      h("div", { class: "actions" }, FORMATS.map(([fmt, label]) => button(fmt, label))),
-      h("p", { class: "muted small" }, (subnet.artifacts || []).length
-        ? `Exported: ${subnet.artifacts.map((a) => `${a.format || a.kind} (${fmtCount(a.size_bytes)}B)`).join(", ")}`
-        : "Not exported yet: the first download exports it from the supernet."),
-      status);
+      ], archRows));
   }
 
   specializeBox() {

@@ -127,28 +127,25 @@ function healthBanner() {
           h("span", {}, c.message), c.advice ? h("p", { class: "advice" }, `What to change: ${c.advice}`) : null)))));
 }
 
+// One bar per stage, as long as the percentage written beside it (a bar for elapsed time read
+// as "done" next to "0%"); when each stage ran is in the bar's tooltip and its duration.
 function renderTimeline() {
   const byName = Object.fromEntries((job.stages || []).map((s) => [s.name, s]));
-  const now = Date.now();
-  const starts = (job.stages || []).map((s) => Date.parse(s.started_at));
-  const t0 = starts.length ? Math.min(...starts) : now;
-  const t1 = Math.max(t0 + 1, ...(job.stages || []).map((s) => (s.finished_at ? Date.parse(s.finished_at) : now)));
+  const finished = ["succeeded", "failed", "cancelled"].includes(job.state);
   const rows = STAGES.map((name) => {
     const stage = byName[name];
-    const finished = ["succeeded", "failed", "cancelled"].includes(job.state);
     const state = stage ? stage.state : finished ? "skipped" : "pending"; // skipped: no record of a run
-    let bar = null;
-    if (stage) {
-      const start = Date.parse(stage.started_at);
-      const end = stage.finished_at ? Date.parse(stage.finished_at) : now;
-      bar = h("div", { class: `tl-bar state-${state}`, title: `${fmtDate(stage.started_at)} → ${stage.finished_at ? fmtDate(stage.finished_at) : "now"}`,
-        style: { left: `${(100 * (start - t0)) / (t1 - t0)}%`, width: `${Math.max(0.5, (100 * (end - start)) / (t1 - t0))}%` } });
-    }
+    const percent = stage ? Math.max(0, Math.min(100, Number(stage.progress) || 0)) : 0;
+    const track = stage
+      ? h("div", { class: "tl-track", role: "progressbar", "aria-valuenow": percent.toFixed(0), "aria-valuemin": "0", "aria-valuemax": "100",
+        title: `${fmtDate(stage.started_at)} → ${stage.finished_at ? fmtDate(stage.finished_at) : "now"}` },
+      h("div", { class: `tl-bar state-${state}`, style: { width: `${percent}%` } }))
+      : h("div", { class: "tl-track" });
     return h("div", { class: "tl-row", dataset: { stage: name, state } },
       h("div", { class: "tl-name" }, name.replace("_", " ")),
-      h("div", { class: "tl-track" }, bar),
+      track,
       h("div", { class: "tl-info" }, stateBadge(state), " ",
-        stage ? `${fmtNum(stage.progress, 0)}% · ${fmtDuration(stage.started_at, stage.finished_at)}` : ""));
+        stage ? `${fmtNum(percent, 0)}% · ${fmtDuration(stage.started_at, stage.finished_at)}` : ""));
   });
   replace(timelineArea, h("h2", {}, "Stages"), rows);
 }

@@ -107,9 +107,11 @@ async function openForm() {
   replace(formArea, buildForm(spaces.data, devices.data));
 }
 
-function field(label, input, name) {
+/** A labelled input; `hint` (what a placeholder was too narrow to say) goes under it. */
+function field(label, input, name, hint) {
   return h("div", { class: "field", dataset: { field: name } },
-    h("label", { for: input.id }, label), input, h("div", { class: "field-error" }));
+    h("label", { for: input.id }, label), input, hint ? h("div", { class: "muted small" }, hint) : null,
+    h("div", { class: "field-error" }));
 }
 
 function buildForm(spaces, devices) {
@@ -123,13 +125,13 @@ function buildForm(spaces, devices) {
   space.addEventListener("change", fillPresets);
   fillPresets();
   const dataset = h("select", { id: "f-dataset" }, DATASETS.map((d) => h("option", { value: d }, d)));
-  const root = h("input", { id: "f-root", placeholder: "inside NAS_DATA_ROOT (cifar, imagefolder)" });
+  const root = h("input", { id: "f-root", placeholder: "a path under NAS_DATA_ROOT" });
   const epochs = h("input", { id: "f-epochs", type: "number", min: 1, max: 1000, value: 8 });
   const sampler = h("select", { id: "f-sampler" }, SAMPLERS.map((s) => h("option", { value: s }, s)));
   const strategy = h("select", { id: "f-strategy" }, STRATEGIES.map((s) => h("option", { value: s }, s)));
   const deviceRows = devices.map((d, i) => {
     const check = h("input", { type: "checkbox", id: `f-dev-${i}`, value: d.name, checked: d.name === "host-cpu-onnxruntime" });
-    const budget = h("input", { type: "number", step: "any", min: 0, placeholder: "latency budget, ms (optional)", "aria-label": `latency budget for ${d.name}` });
+    const budget = h("input", { type: "number", class: "budget", step: "any", min: 0, placeholder: "latency budget, ms (optional)", "aria-label": `latency budget for ${d.name}` });
     return { name: d.name, check, budget, node: h("div", { class: "device-choice" }, check, h("label", { for: check.id }, d.name), budget) };
   });
   const status = h("div", { class: "form-status", "aria-live": "polite" });
@@ -137,7 +139,7 @@ function buildForm(spaces, devices) {
     h("h2", {}, "New job"),
     h("div", { class: "form-grid" },
       field("Name", name, "name"), field("Search space", space, "space"), field("Preset", preset, "preset"),
-      field("Dataset", dataset, "dataset.kind"), field("Dataset root", root, "dataset.root"),
+      field("Dataset", dataset, "dataset.kind"), field("Dataset root", root, "dataset.root", "needed by cifar10, cifar100 and imagefolder"),
       field("Epochs", epochs, "training.epochs"), field("Sampler", sampler, "training.sampler"),
       field("Search strategy", strategy, "search.strategy")),
     h("fieldset", { class: "field", dataset: { field: "devices" } }, h("legend", {}, "Devices (a Pareto front each)"),

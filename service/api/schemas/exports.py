@@ -1,0 +1,36 @@
+"""Exports asked for by a token-holder: what ``POST /subnets/{id}/exports`` takes and answers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.schemas.results import DownloadFormat
+
+ExportStatus = Literal["ready", "queued", "running", "failed", "not_requested"]
+
+
+class ExportCreate(BaseModel):
+    """Make the subnet's file in one format (seconds of CPU, queued)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: DownloadFormat = Field(default="onnx", description="onnx, torchscript or pytorch.")
+
+
+class ExportPublic(BaseModel):
+    """Where a subnet's file in one format stands. ``ready``: ``download_url`` serves it."""
+
+    subnet_id: int
+    format: DownloadFormat
+    state: ExportStatus
+    position: int | None = Field(
+        default=None, description="Exports ahead of this one while it is queued."
+    )
+    error: str | None = Field(default=None, description="Why the export failed.")
+    sha256: str | None = None
+    size_bytes: int | None = None
+    download_url: str | None = Field(default=None, description="GET it once the state is ready.")
+    requested_at: datetime | None = None
