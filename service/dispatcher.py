@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.db import database_fault
 from service.models import TERMINAL_STATES
 from service.settings import Settings
 from service.store import devices, leases
@@ -52,6 +53,15 @@ ORPHAN_SCAN_S = 5.0
 """How often to look for jobs whose controller went away."""
 ERROR_BACKOFF_S = 5.0
 """Pause after a tick failed (database or Ray unreachable)."""
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    """The database's fault in words, or the driver's first line (a table not migrated yet)."""
+    fault = database_fault(exc)
+    if fault is not None:
+        return str(fault)
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"
 
 
 @dataclass
@@ -81,6 +91,7 @@ class Dispatcher:
         self._owns_ray = False
         self._next_heartbeat = 0.0
         self._next_orphan_scan = 0.0
+        self._database_problem: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -106,18 +117,37 @@ class Dispatcher:
             try:
                 self._tick()
                 pause = TICK_S
-            except SQLAlchemyError as exc:  # down, or not migrated yet: expected, no traceback
-                log.warning(
-                    "dispatcher: database unavailable (%s); retrying", exc.__class__.__name__
-                )
+                if self._database_problem is not None:
+                    log.info("dispatcher: database usable again")
+                    self._database_problem = None
+            except SQLAlchemyError as exc:  # down, locked, corrupt, not migrated: no traceback
+                self._database_failed(exc)
             except Exception:
                 log.exception("dispatcher tick failed; retrying in %.0f s", ERROR_BACKOFF_S)
             self._wake.wait(pause)
             self._wake.clear()
         try:
             self._shutdown()
+        except SQLAlchemyError as exc:
+            log.warning(
+                "dispatcher %s could not hand its jobs back: %s; another controller takes them "
+                "over when their leases expire",
+                self.name,
+                _why(exc),
+            )
         except Exception:
             log.exception("dispatcher %s did not stop cleanly", self.name)
+
+    def _database_failed(self, exc: SQLAlchemyError) -> None:
+        """One line when the database fails, another when the reason changes; not one a tick."""
+        problem = _why(exc)
+        if problem != self._database_problem:
+            log.warning(
+                "dispatcher: database unavailable: %s; retrying every %.0f s",
+                problem,
+                ERROR_BACKOFF_S,
+            )
+        self._database_problem = problem
 
     # --- Ray -----------------------------------------------------------------------------
 

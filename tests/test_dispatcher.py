@@ -330,14 +330,18 @@ def test_a_stage_that_fails_fails_the_job_with_its_reason(ray_local: Any, tmp_pa
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     upgrade_database(url)
     settings = _settings(url, tmp_path, dispatcher_enabled=True)
-    (settings.data_root / "empty").mkdir()  # passes the submit-time path check, holds no images
-    spec = {**SPEC, "dataset": {"kind": "imagefolder", "root": "empty"}}
+    # passes the submit-time checks (two class folders of .png files), but no file decodes
+    for label in ("a", "b"):
+        (settings.data_root / "broken" / label).mkdir(parents=True)
+        for i in range(10):
+            (settings.data_root / "broken" / label / f"{i}.png").write_text("not an image")
+    spec = {**SPEC, "dataset": {"kind": "imagefolder", "root": "broken"}}
     with TestClient(create_app(settings)) as client:
         job_id = client.post("/api/v1/jobs", json=spec).json()["id"]
         job = _wait("the job to finish", lambda: _finished(client, job_id))
         logs = _logs(client, job_id)
     assert job["state"] == "failed" and job["attempt"] == 1  # a bad input is not retried
-    assert "needs at least two class folders" in job["error"]
+    assert "cannot identify image file" in job["error"], job["error"]
     assert job["stages"][0]["state"] == "failed" and job["finished_at"] is not None
     assert logs[-1]["level"] == "error" and "failed in stage training" in logs[-1]["message"]
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +22,8 @@ from sqlalchemy import inspect
 
 from nas import __version__
 from service.app import create_app
-from service.db import create_db_engine
+from service.db import create_db_engine, create_session_factory
+from service.dispatcher import Dispatcher
 from service.migrate import alembic_config, current_revision, head_revision, upgrade_database
 from service.settings import Settings
 
@@ -127,6 +130,128 @@ def test_python_m_service_migrates_and_serves(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _start_up_failure(database_url: str, tmp_path: Path) -> tuple[int, list[str], float]:
+    """Run ``python -m service`` on a database it must refuse: exit code, output lines, seconds."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NAS_")}
+    env.update(
+        NAS_PORT=str(_free_port()),
+        NAS_ARTIFACT_DIR=str(tmp_path / "var"),
+        NAS_DATABASE_URL=database_url,
+    )
+    started = time.monotonic()
+    # A service that started after all is killed by the timeout and fails the test.
+    proc = subprocess.run(
+        [sys.executable, "-m", "service"], env=env, capture_output=True, text=True, timeout=60
+    )
+    return proc.returncode, (proc.stdout + proc.stderr).splitlines(), time.monotonic() - started
+
+
+def _migrated_sqlite(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    upgrade_database(url)
+    with sqlite3.connect(path) as connection:  # everything into the file, none left in the WAL
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return url
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("random bytes", "is not a SQLite database (file is not a database); move it aside"),
+        ("truncated", "is corrupt (database disk image is malformed); restore it"),
+        ("a directory", "is a directory, not a file; remove it or point NAS_DATABASE_URL"),
+    ],
+)
+def test_start_up_on_an_unusable_database_file_is_one_clear_line(
+    damage: str, expected: str, tmp_path: Path
+) -> None:
+    """No traceback: one line naming the file, what is wrong with it and what to do."""
+    path = tmp_path / "nas.db"
+    if damage == "random bytes":
+        path.write_bytes(random.Random(0).randbytes(64 * 1024))
+    elif damage == "truncated":
+        _migrated_sqlite(path)
+        path.write_bytes(path.read_bytes()[:100])  # the header survives, the pages do not
+    else:
+        path.mkdir()
+    returncode, lines, _ = _start_up_failure(f"sqlite:///{path}", tmp_path)
+    assert returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"error: database {path} {expected}"), lines
+
+
+def test_start_up_on_a_locked_database_file_is_one_clear_line_not_a_hang(tmp_path: Path) -> None:
+    """Another process holding the write lock: the start waits the busy timeout (here the URL's
+    1 s; 5 s by default), then says so, instead of a traceback or waiting for ever."""
+    path = tmp_path / "nas.db"
+    _migrated_sqlite(path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        returncode, lines, took = _start_up_failure(f"sqlite:///{path}?timeout=1", tmp_path)
+    finally:
+        holder.close()
+    assert returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"error: database {path} is locked by another process (database is locked); stop"
+    ), lines
+    assert took < 30
+
+
+def _corrupt_table(path: Path, table: str) -> None:
+    """Overwrite the root page of ``table`` and of its indexes, as a failing disk would."""
+    with sqlite3.connect(path) as connection:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = [
+            row[0]
+            for row in connection.execute(
+                "SELECT rootpage FROM sqlite_master WHERE tbl_name = ? AND rootpage > 0", (table,)
+            )
+        ]
+    with path.open("r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * page_size)
+            file.write(b"\xa5" * page_size)
+
+
+def test_a_database_corrupted_under_a_running_app_is_a_503_with_a_reason(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/health reads the data (not only the schema revision) and says why; requests are 503s
+    with the reason, not 500s; the dispatcher logs the reason and keeps retrying."""
+    path = tmp_path / "nas.db"
+    url = _migrated_sqlite(path)
+    settings = _settings(url, tmp_path).model_copy(update={"dispatcher_enabled": False})
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert client.get("/health").status_code == 200  # its connection now caches every page
+        _corrupt_table(path, "jobs")
+        health = client.get("/health")
+        listed = client.get("/api/v1/jobs")
+    assert health.status_code == 503, health.text
+    assert health.json()["database"] == "unavailable"
+    assert health.json()["reason"].startswith("database is corrupt ("), health.text
+    assert listed.status_code == 503, listed.text
+    assert listed.json() == {"detail": "database is corrupt (database disk image is malformed)"}
+
+    engine = create_db_engine(url)
+    dispatcher = Dispatcher(settings, create_session_factory(engine))
+    caplog.set_level("WARNING", logger="service.dispatcher")
+    dispatcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any("malformed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the dispatcher did not report the corruption"
+            time.sleep(0.05)
+        assert dispatcher._thread is not None and dispatcher._thread.is_alive()
+    finally:
+        dispatcher.stop(timeout=10)
+        engine.dispose()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "service.dispatcher"]
+    assert warnings[0] == (
+        "dispatcher: database unavailable: database is corrupt "
+        "(database disk image is malformed); retrying every 5 s"
+    )
 
 
 def _descendants(root: int) -> set[int]:

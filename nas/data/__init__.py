@@ -16,6 +16,7 @@ from nas.data.datasets import (
     stratified_split,
 )
 from nas.data.paths import DataPathError, resolve_inside
+from nas.data.readers import check_dataset_files
 from nas.data.safe_pickle import UnsafePickleError, safe_load
 from nas.data.spec import DatasetKind, DatasetSpec
 from nas.data.transforms import random_crop_flip, resize_batch
@@ -29,6 +30,7 @@ __all__ = [
     "SplitDataset",
     "SplitSummary",
     "UnsafePickleError",
+    "check_dataset_files",
     "input_normalization",
     "load_dataset",
     "random_crop_flip",

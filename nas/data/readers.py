@@ -5,6 +5,7 @@ CIFAR is the "python version" (pickled batches), read with the restricted unpick
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,17 +104,50 @@ _CIFAR_LAYOUTS = {
 }
 
 
+def check_dataset_files(spec: DatasetSpec, data_root: Path, *, field: str = "root") -> Path:
+    """Resolve ``spec.root`` inside ``data_root`` and check, by file names alone (nothing is
+    decoded, so it is cheap), that it holds data of its kind; the resolved root.
+
+    The readers start with it, and the service runs it when a job is submitted, so that an
+    empty or wrong folder is refused then and not at the job's first epoch.
+    """
+    assert spec.root is not None  # guaranteed by DatasetSpec for the kinds read from files
+    root = resolve_inside(data_root, spec.root, field=field)
+    shown = f"{field}: {reprlib.repr(spec.root)}"
+    try:
+        if spec.kind in _CIFAR_LAYOUTS:
+            layout = _CIFAR_LAYOUTS[spec.kind]
+            needed = [*layout.train_files, layout.test_file]
+            missing = [n for n in needed if not (root / n).is_file()]
+            if missing:
+                raise DataPathError(
+                    f"{shown} is not a {spec.kind} python-version directory; missing {missing}"
+                )
+            return root
+        if not root.is_dir():
+            raise DataPathError(f"{shown} is not a directory")
+        train_dir = root / "train" if (root / "train").is_dir() else root
+        classes = [p for p in train_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if len(classes) < 2 or not any(_holds_images(c) for c in classes):
+            found = f"{len(classes)} class folder(s)" if len(classes) < 2 else "no image"
+            raise DataPathError(
+                f"{shown} needs at least two class folders holding .png/.jpg images "
+                f"(<root>/<class>/*.png, or <root>/train/<class>/...); found {found}"
+            )
+    except OSError as exc:  # a folder that cannot be listed
+        raise DataPathError(f"{shown} cannot be read: {exc.strerror or exc}") from None
+    return root
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.iterdir())
+
+
 def read_cifar(spec: DatasetSpec, data_root: Path) -> RawDataset:
     """CIFAR-10 (data_batch_1..5, test_batch) or CIFAR-100 (train, test) python batches."""
-    assert spec.root is not None  # guaranteed by DatasetSpec
-    root = resolve_inside(data_root, spec.root)
+    root = check_dataset_files(spec, data_root)
     layout = _CIFAR_LAYOUTS[spec.kind]
     label_key, count = layout.label_key, layout.num_classes
-    missing = [n for n in [*layout.train_files, layout.test_file] if not (root / n).is_file()]
-    if missing:
-        raise DataPathError(
-            f"root: {spec.root!r} is not a {spec.kind} python-version directory; missing {missing}"
-        )
 
     def read(names: list[str]) -> ArraySource:
         parts = [_load_cifar_batch(resolve_inside(data_root, root / n), label_key) for n in names]
@@ -155,9 +189,7 @@ def _scan_classes(
 def read_imagefolder(spec: DatasetSpec, data_root: Path) -> RawDataset:
     """``root/<class>/*.png|jpg``, or ``root/train/<class>/...`` with an optional ``root/val``."""
     assert spec.root is not None
-    root = resolve_inside(data_root, spec.root)
-    if not root.is_dir():
-        raise DataPathError(f"root: {spec.root!r} is not a directory")
+    root = check_dataset_files(spec, data_root)
     train_dir = root / "train" if (root / "train").is_dir() else root
     classes, paths, targets = _scan_classes(train_dir, data_root, None)
     if len(classes) < 2 or not paths:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import reprlib
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nas.data.paths import NAME_MAX, PATH_MAX
 
 DatasetKind = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"]
 
@@ -23,7 +26,9 @@ class DatasetSpec(BaseModel):
 
     kind: DatasetKind = "digits"
     root: str | None = Field(
-        default=None, description="Directory of a cifar10/cifar100/imagefolder dataset."
+        default=None,
+        max_length=PATH_MAX,
+        description="Directory of a cifar10/cifar100/imagefolder dataset.",
     )
     seed: int = Field(default=0, ge=0, description="Seed of the deterministic splits.")
     resolution: int = Field(default=32, ge=8, le=1024, description="Base image side in pixels.")
@@ -50,6 +55,22 @@ class DatasetSpec(BaseModel):
         default=None, ge=2, le=1000, description="synthetic only: number of classes."
     )
 
+    @field_validator("root")
+    @classmethod
+    def _check_path_text(cls, root: str | None) -> str | None:
+        """What no path can be, refused before the disk is asked (it would raise, not answer)."""
+        if root is None:
+            return root
+        if "\x00" in root:
+            raise ValueError(f"{reprlib.repr(root)} holds a NUL byte, which no path can hold")
+        longest = max(root.split("/"), key=len)
+        if len(longest) > NAME_MAX:
+            raise ValueError(
+                f"a component of the path is {len(longest)} characters long "
+                f"({longest[:20]!r}...); at most {NAME_MAX} (NAME_MAX)"
+            )
+        return root
+
     @model_validator(mode="after")
     def _check_kind_fields(self) -> Self:
         if self.kind in PATH_KINDS and not self.root:
@@ -58,7 +79,8 @@ class DatasetSpec(BaseModel):
             )
         if self.kind not in PATH_KINDS and self.root is not None:
             raise ValueError(
-                f"root: not used by kind {self.kind!r}; only {sorted(PATH_KINDS)} read a directory"
+                f"root: {reprlib.repr(self.root)} is not used by kind {self.kind!r}; only "
+                f"{sorted(PATH_KINDS)} read a directory"
             )
         if self.kind != "synthetic" and (self.num_samples or self.num_classes):
             raise ValueError("num_samples/num_classes: only kind 'synthetic' takes them")

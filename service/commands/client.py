@@ -84,6 +84,7 @@ def serve_command(
     port: Annotated[int | None, typer.Option(help="Default NAS_PORT (8000).")] = None,
 ) -> None:
     """Apply migrations and serve the API (what `make run` and `python -m service` do)."""
+    from service.migrate import DatabaseStartError
     from service.server import serve
     from service.settings import Settings
 
@@ -92,7 +93,10 @@ def serve_command(
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise fail(validation_message(exc)) from None
-    serve(settings)
+    try:
+        serve(settings)
+    except DatabaseStartError as exc:
+        raise fail(str(exc)) from None
 
 
 def submit_command(
