@@ -118,6 +118,38 @@ def test_a_predictor_without_skill_warns_by_default_and_fails_when_asked() -> No
     assert good.outcome == "passed"
 
 
+def test_subnets_between_the_extremes_at_chance_are_named() -> None:
+    """What a proxyless supernet trained 3 epochs on digits gave: its largest and smallest
+    subnets at 94% and 90%, the sampled ones between them at 10-18% (chance is 10%)."""
+    sampled = [14.8, 9.5, 12.3, 17.8, 12.0, 13.1, 13.9, 9.5, 94.4, 90.5]
+    report = check_predictor(
+        kendall_tau=0.5,
+        rmse=6.0,
+        num_test=8,
+        settings=DEFAULTS,
+        subnet_accuracies=sampled,
+        num_classes=10,
+        epochs=3,
+    )
+    (missed,) = report.missed
+    assert missed.check == "median_subnet_vs_chance" and missed.value == pytest.approx(13.5)
+    assert missed.threshold == pytest.approx(15.0) and report.outcome == "warned"
+    assert "training.epochs (now 3)" in (missed.advice or "")
+    assert report.figures["median_subnet_accuracy"] == pytest.approx(13.5)
+    learned = [60.0, 70.0, 80.0, 90.0]
+    assert (
+        check_predictor(
+            kendall_tau=0.5,
+            rmse=6.0,
+            num_test=8,
+            settings=DEFAULTS,
+            subnet_accuracies=learned,
+            num_classes=10,
+        ).outcome
+        == "passed"
+    )
+
+
 def test_an_undefined_tau_is_no_skill() -> None:
     """All holdout subnets measured the same: nothing to rank (tau is NaN)."""
     report = check_predictor(kendall_tau=float("nan"), rmse=0.0, num_test=4, settings=DEFAULTS)
@@ -318,6 +350,7 @@ def test_a_healthy_job_has_no_warning(served: Served) -> None:
     assert {c["check"] for c in job["health"]} == {
         "max_subnet_vs_chance",
         "min_subnet_vs_chance",
+        "median_subnet_vs_chance",
         "predictor_kendall_tau",
         "predictor_rmse",
     }

@@ -11,8 +11,10 @@ and the service derives a job's health and warnings from it, so no column holds 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from nas.training.config import TrainingConfig
@@ -28,7 +30,11 @@ HEALTH_KEY_PREFIX = "health/"
 GateName = Literal["training", "predictor"]
 GATE_ORDER: tuple[GateName, ...] = ("training", "predictor")
 CheckName = Literal[
-    "max_subnet_vs_chance", "min_subnet_vs_chance", "predictor_kendall_tau", "predictor_rmse"
+    "max_subnet_vs_chance",
+    "min_subnet_vs_chance",
+    "median_subnet_vs_chance",
+    "predictor_kendall_tau",
+    "predictor_rmse",
 ]
 
 
@@ -185,6 +191,39 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _median_check(
+    accuracies: Sequence[float], num_classes: int, settings: HealthSettings, training: str
+) -> HealthCheck:
+    """The measured subnets' median accuracy against chance: a supernet whose extremes learned
+    and whose subnets in between did not gives fronts of near-extreme subnets only."""
+    ratio = settings.min_median_subnet_vs_chance
+    needed = required_accuracy(ratio, num_classes)
+    median = float(np.median(accuracies)) if len(accuracies) else float("nan")
+    passed = math.isfinite(median) and median >= needed
+    return HealthCheck(
+        check="median_subnet_vs_chance",
+        gate="predictor",
+        passed=passed,
+        value=median if math.isfinite(median) else None,
+        threshold=round(needed, 4),
+        bound="min",
+        unit="%",
+        action=settings.on_predictor_failure,
+        message=f"the {len(accuracies)} subnets measured for the predictor reach a median "
+        f"{median:.2f}% on holdout, {'at least' if passed else 'below'} {needed:.2f}% ({ratio:g}x "
+        f"chance)",
+        advice=None
+        if passed
+        else (
+            "the subnets between the largest and the smallest did not learn with the shared "
+            "weights, so the search can only find subnets near those two: train longer "
+            f"(training.epochs{training}) or train more sampled subnets per step "
+            "(training.num_random_subnets); a space whose layers hold separate candidate ops "
+            "(nasnet, proxyless) needs the most."
+        ),
+    )
+
+
 def check_predictor(
     *,
     kendall_tau: float | None,
@@ -192,8 +231,12 @@ def check_predictor(
     num_test: int,
     settings: HealthSettings,
     evaluations: int | None = None,
+    subnet_accuracies: Sequence[float] | None = None,
+    num_classes: int | None = None,
+    epochs: int | None = None,
 ) -> HealthReport:
-    """The predictor's holdout Kendall tau and RMSE (accuracy points) against the bounds.
+    """The predictor's holdout Kendall tau and RMSE (accuracy points) against the bounds, and,
+    given the measured subnets' accuracies, their median against chance.
 
     An undefined tau (the holdout subnets, or the predictions, all equal) is no skill.
     """
@@ -242,6 +285,11 @@ def check_predictor(
         "rmse": error,
         "num_test": num_test,
     }
+    if subnet_accuracies is not None and num_classes is not None:
+        now = "" if epochs is None else f" (now {epochs})"
+        median = _median_check(subnet_accuracies, num_classes, settings, now)
+        checks.insert(0, median)
+        figures.update(median_subnet_accuracy=median.value, num_classes=num_classes)
     return HealthReport(gate="predictor", checks=checks, figures=figures)
 
 
@@ -281,8 +329,11 @@ def gate_training(ctx: StageContext, *, diverged: bool = False) -> None:
     record(ctx, report)
 
 
-def gate_predictor(ctx: StageContext, report: PredictorReport) -> None:
-    """Compare the predictor's holdout scores with the job's bounds."""
+def gate_predictor(
+    ctx: StageContext, report: PredictorReport, accuracies: Sequence[float], num_classes: int
+) -> None:
+    """Compare the predictor's holdout scores, and the measured subnets' median accuracy,
+    with the job's bounds."""
     record(
         ctx,
         check_predictor(
@@ -291,6 +342,9 @@ def gate_predictor(ctx: StageContext, report: PredictorReport) -> None:
             num_test=report.num_test,
             settings=ctx.request.health,
             evaluations=ctx.request.search.evaluations,
+            subnet_accuracies=accuracies,
+            num_classes=num_classes,
+            epochs=ctx.request.training.epochs,
         ),
     )
 

@@ -146,7 +146,7 @@ def run_building_predictor(ctx: StageContext) -> None:
         )
         # Gated before the file is written: a resumed attempt that finds the file finds the
         # gate's result in the replayed metrics; one that does not, gates again.
-        gate_predictor(ctx, report)
+        gate_predictor(ctx, report, [float(v) for v in y], data.num_classes)
         write_atomically(predictor_file, predictor_to_bytes(predictor))
     ctx.artifact("predictor", predictor_file)
 
