@@ -1,10 +1,11 @@
 """Fuzz the REST API from its OpenAPI schema with many more examples than the CI test.
 
-Same checks as tests/test_fuzz.py (no 5xx, documented status codes, bodies and content types
-that match the schema, invalid input refused with a 4xx), in process over ASGI, on a fresh
-SQLite file (or an empty PostgreSQL database given with --database-url) holding one finished
-job with subnets and fronts. Prints the requests per operation and status, and every distinct
-failure with a shrunk example; exits 1 if there is one.
+Same checks and configuration as tests/test_fuzz.py (every schemathesis check, with the
+repository's schemathesis.toml), plus the whole coverage phase (boundary values, missing and
+duplicated fields, every method a path lacks), in process over ASGI, on a fresh SQLite file
+(or an empty PostgreSQL database given with --database-url) holding one finished job with
+subnets and fronts. Prints the requests per operation and status, and every distinct failure
+with a shrunk example; exits 1 if there is one.
 
     nice -n 10 .venv/bin/python benchmarks/fuzz_api.py                      # 300 per operation
     nice -n 10 .venv/bin/python benchmarks/fuzz_api.py --examples 1000 \\
@@ -36,6 +37,12 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=300, help="per operation and mode")
     parser.add_argument("--database-url", default=None, help="default: SQLite in a temp dir")
     parser.add_argument("--random", action="store_true", help="a new random seed (default: fixed)")
+    parser.add_argument(
+        "--coverage",
+        choices=["all", "probes"],
+        default="all",
+        help="the coverage phase's cases: all (default) or the request-shape probes (as CI)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,6 +63,7 @@ def main() -> int:
             token=TOKEN,
             max_examples=args.examples,
             derandomize=not args.random,
+            coverage=args.coverage,
             on_operation=lambda label, mode, s: print(f"  {s:7.1f} s  {label} [{mode}]"),
         )
 
@@ -68,8 +76,9 @@ def main() -> int:
         print(f"{label:<58} {sum(statuses.values()):>8}  {listed}")
     print(
         f"\n{report.operations} operations, {report.requests} requests in {report.seconds:.1f} s "
-        f"({args.examples} examples per operation and mode, {url.split(':')[0]}): "
-        f"{report.by_class()}; 5xx: {report.server_errors}; failures: {len(report.failures)}"
+        f"({args.examples} examples per operation and mode, {report.coverage_cases} coverage "
+        f"cases, {url.split(':')[0]}): {report.by_class()}; 5xx: {report.server_errors}; "
+        f"failures: {len(report.failures)}"
     )
     for key, example in report.failures.items():
         print(f"\nFAILURE {key}\n{example}")

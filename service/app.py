@@ -12,7 +12,8 @@ from nas import __version__
 from service.api.auth import document_security
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.docs import mount_api_docs
-from service.api.main import api_router
+from service.api.main import API_PREFIX, api_router
+from service.api.methods import install_allow_header
 from service.dashboard import mount_dashboard
 from service.db import create_db_engine, create_session_factory
 from service.dispatcher import Dispatcher
@@ -49,9 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served by mount_api_docs without a CDN
         redoc_url=None,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimitMiddleware, settings=settings, api_prefix=API_PREFIX)
     app.state.settings = settings
     install_error_handlers(app)
+    install_allow_header(app)
     app.include_router(api_router)
     document_security(app, settings)
     mount_api_docs(app)

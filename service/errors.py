@@ -42,6 +42,12 @@ class NotFoundError(ServiceError):
     status_code = 404
 
 
+class ForbiddenError(ServiceError):
+    """The token is valid, but its role does not let it act on this resource."""
+
+    status_code = 403
+
+
 class ConflictError(ServiceError):
     """The request is valid but the resource is not in a state that allows it."""
 

@@ -6,15 +6,40 @@ not need the service's environment. Bad or insecure values fail at start-up, not
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _MIN_TOKEN_LENGTH = 16
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+Role = Literal["admin", "user"]
+
+
+def fingerprint(token: str) -> str:
+    """``token:<sha256 prefix>``: names a token in rows and logs without storing it."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+class ApiToken(BaseModel):
+    """A bearer token and who holds it. ``user``: acts on its own jobs, devices and exports
+    (reads what reads allow); ``admin``: acts on everything. Jobs record ``name`` as owner."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$")
+    token: str = Field(repr=False)
+    role: Role = "user"
+
+    @classmethod
+    def unnamed(cls, token: str) -> ApiToken:
+        """A bare token string (the older setting's form): an admin, named by its fingerprint,
+        so the jobs it owned before keep their owner."""
+        return cls(name=fingerprint(token), token=token, role="admin")
 
 
 class Settings(BaseSettings):
@@ -41,8 +66,10 @@ class Settings(BaseSettings):
         default=False,
         description="Start Ray's own dashboard (127.0.0.1:8265) beside the local Ray.",
     )
-    api_tokens: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="JSON list of bearer tokens for mutating requests."
+    api_tokens: Annotated[list[ApiToken], NoDecode] = Field(
+        default_factory=list,
+        description="JSON list of bearer tokens: objects {name, token, role: admin|user}; a "
+        "bare string is an admin token named by its fingerprint.",
     )
     reads_require_token: bool = Field(
         default=False, description="Also require a token for reads under /api/v1."
@@ -77,6 +104,11 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    share_port: bool = Field(
+        default=False,
+        description="Bind NAS_PORT with SO_REUSEPORT, so that several API processes (one with "
+        "the dispatcher, the others with NAS_DISPATCHER_ENABLED=false) serve one port.",
+    )
 
     @field_validator("api_tokens", mode="before")
     @classmethod
@@ -88,20 +120,28 @@ class Settings(BaseSettings):
                 value = json.loads(value) if value.strip() else []
             except json.JSONDecodeError as exc:
                 raise ValueError(
-                    'NAS_API_TOKENS must be a JSON list of strings, e.g. ["<token>"]'
+                    "NAS_API_TOKENS must be a JSON list of tokens, e.g. "
+                    '[{"name": "alice", "token": "<token>", "role": "user"}] or ["<token>"]'
                 ) from exc
+        if isinstance(value, list):
+            value = [ApiToken.unnamed(item) if isinstance(item, str) else item for item in value]
         return value
 
     @field_validator("api_tokens")
     @classmethod
-    def _check_tokens(cls, tokens: list[str]) -> list[str]:
-        for token in tokens:
-            if len(token) < _MIN_TOKEN_LENGTH or any(c.isspace() for c in token):
+    def _check_tokens(cls, tokens: list[ApiToken]) -> list[ApiToken]:
+        for entry in tokens:
+            if len(entry.token) < _MIN_TOKEN_LENGTH or any(c.isspace() for c in entry.token):
                 raise ValueError(
                     f"NAS_API_TOKENS: every token needs at least {_MIN_TOKEN_LENGTH} characters "
-                    "and no white space (generate one with `python -c "
+                    f"and no white space ({entry.name!r} has not; generate one with `python -c "
                     '"import secrets; print(secrets.token_urlsafe(32))"`)'
                 )
+        names = [entry.name for entry in tokens]
+        if len(set(names)) != len(names):
+            raise ValueError(f"NAS_API_TOKENS: names must be unique, got {names}")
+        if len({entry.token for entry in tokens}) != len(tokens):
+            raise ValueError("NAS_API_TOKENS: the same token is listed twice")
         return tokens
 
     @field_validator("database_url")

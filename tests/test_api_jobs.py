@@ -27,10 +27,9 @@ from nas.hardware import (
     TimingPolicy,
 )
 from nas.hardware.table import BlockSpecModel
-from service.api.auth import fingerprint
 from service.app import create_app
 from service.migrate import upgrade_database
-from service.settings import Settings
+from service.settings import Settings, fingerprint
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -140,6 +139,88 @@ def test_list_filters_by_state_and_paginates(client: TestClient) -> None:
     assert client.get("/api/v1/jobs", params={"offset": 10}).json()["data"] == []
 
 
+def test_the_job_list_is_its_models_dump_and_follows_every_change(
+    client: TestClient, settings: Settings
+) -> None:
+    """GET /jobs encodes each job itself and keeps the bytes (service.api.caching): each page
+    is byte for byte the JobsPublic of the ORM jobs, and a change to a job (its state, a
+    stage, a health report, a stage moving on) shows at once."""
+    from sqlalchemy import update
+
+    from service.api.schemas.jobs import JobPublic, JobsPublic
+    from service.db import create_db_engine, create_session_factory, utcnow
+    from service.models import Job, JobEvent, JobStage
+    from service.store import jobs as store
+    from workers.health import check_predictor
+    from workers.spec import HealthSettings
+
+    ids = [_submit(client, name=f"job {i}")["id"] for i in range(4)]
+    client.post(f"/api/v1/jobs/{ids[1]}/cancel", headers=AUTH)
+    engine = create_db_engine(settings.database_url)
+    sessions = create_session_factory(engine)
+
+    def expected(state: list[str], limit: int, offset: int) -> bytes:
+        with sessions() as session:
+            jobs, total = store.list_jobs(session, states=state, limit=limit, offset=offset)
+        page = JobsPublic(
+            data=[JobPublic.model_validate(job) for job in jobs],
+            count=total,
+            limit=limit,
+            offset=offset,
+        )
+        return page.model_dump_json().encode()
+
+    def check() -> None:
+        for state, limit, offset in (
+            ([], 50, 0),
+            ([], 2, 1),
+            (["queued", "cancelled"], 50, 0),
+            (["training"], 50, 0),
+            (["queued"], 1, 2),
+            ([], 50, 10),
+        ):
+            params: dict[str, Any] = {"state": state, "limit": limit, "offset": offset}
+            response = client.get("/api/v1/jobs", params=params)
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"] == "application/json"
+            assert response.content == expected(state, limit, offset), params
+
+    try:
+        check()
+        report = check_predictor(kendall_tau=0.04, rmse=25.3, num_test=8, settings=HealthSettings())
+        with sessions() as session:  # the job starts and its predictor cannot rank (a warning)
+            now = utcnow()
+            session.execute(
+                update(Job)
+                .where(Job.id == ids[2])
+                .values(state="training", stage="training", progress=40.0, attempt=1)
+            )
+            session.add(JobStage(job_id=ids[2], name="training", position=0, started_at=now))
+            session.add(
+                JobEvent(
+                    job_id=ids[2],
+                    kind="metrics",
+                    stage="building_predictor",
+                    key="health/predictor",
+                    message=report.summary(),
+                    data={**report.model_dump(mode="json"), "outcome": report.outcome},
+                )
+            )
+            session.commit()
+        check()
+        (running,) = client.get("/api/v1/jobs", params={"state": "training"}).json()["data"]
+        assert running["id"] == ids[2] and len(running["warnings"]) == 2
+        assert running["stages"][0]["progress"] == 0
+        with sessions() as session:  # only a stage row changes: no column of the job does
+            session.execute(update(JobStage).where(JobStage.job_id == ids[2]).values(progress=80.0))
+            session.commit()
+        check()
+        (running,) = client.get("/api/v1/jobs", params={"state": "training"}).json()["data"]
+        assert running["stages"][0]["progress"] == 80
+    finally:
+        engine.dispose()
+
+
 def test_cancel_a_queued_job_then_delete_it(client: TestClient, settings: Settings) -> None:
     job = _submit(client)
     delete = client.delete(f"/api/v1/jobs/{job['id']}", headers=AUTH)
@@ -203,7 +284,14 @@ def test_a_registered_device_can_be_targeted(client: TestClient) -> None:
     )
     assert job["spec"]["search"]["budgets"]["pi4-ort"] == {"latency_ms": 5.0, "macs": None}
     elsewhere = client.post(
-        "/api/v1/jobs", json={**SPEC, "space": "ofa_mbv3", "devices": ["pi4-ort"]}, headers=AUTH
+        "/api/v1/jobs",
+        json={
+            **SPEC,
+            "space": "ofa_mbv3",
+            "devices": ["pi4-ort"],
+            "training": {**SPEC["training"], "schedule": "single_stage"},
+        },
+        headers=AUTH,
     )
     assert elsewhere.status_code == 422
     (error,) = elsewhere.json()["detail"]
@@ -281,7 +369,7 @@ _BAD_JOBS: list[tuple[dict[str, Any], str]] = [
     ({"dataset": {"kind": "mnist"}}, "dataset.kind"),
     ({"search": {"strategy": "grid"}}, "search.strategy"),
     ({"search": {"population": 10**9}}, "search.population"),
-    ({"search": {"budgets": {"pi": {"latency_ms": 3}}}}, "search.budgets"),
+    ({"search": {"budgets": {"pi": {"latency_ms": 3}}}}, "search.budgets.pi"),
     ({"search": {"budgets": {"host-cpu-onnxruntime": {}}}}, "search.budgets.host-cpu-onnxruntime"),
     ({"name": ""}, "name"),
     ({"name": "line\nbreak"}, "name"),

@@ -8,6 +8,7 @@ leaves them; specialising and exporting a real trained job is the integration te
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 from test_api_jobs import AUTH, SPEC, TOKEN, _field_errors, _settings, _table
 
-from service.api.schemas.results import SubnetRecord
+from service.api.schemas.results import FrontsPublic, SubnetRecord
 from service.app import create_app
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
@@ -110,6 +111,108 @@ def test_fronts_of_a_job_that_has_not_searched_yet(client: TestClient, results: 
     assert _subnets(client, queued["id"]) == {"data": [], "count": 0, "limit": 50, "offset": 0}
     missing = client.get(f"{API}/jobs/{results.job_id}/fronts/pi4-ort")
     assert missing.status_code == 404 and ORT in missing.json()["detail"]
+
+
+def _fronts_of_the_models(settings: Settings, job_id: int) -> dict[str, bytes]:
+    """What the front routes answered before they kept answers (service.api.caching): the
+    store's pydantic models, dumped. Keyed by URL."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        with create_session_factory(engine)() as session:
+            fronts = results_read.list_fronts(session, job_id)
+            answers = {
+                f"{API}/jobs/{job_id}/fronts": FrontsPublic(data=fronts, count=len(fronts)),
+                **{
+                    f"{API}/jobs/{job_id}/fronts/{device}": results_read.get_front(
+                        session, job_id, device
+                    )
+                    for device in DEVICES
+                },
+            }
+    finally:
+        engine.dispose()
+    return {url: answer.model_dump_json().encode() for url, answer in answers.items()}
+
+
+def test_fronts_carry_a_strong_etag_and_answer_304_to_it(
+    client: TestClient, results: Results, settings: Settings
+) -> None:
+    """Each answer is the store's models dumped byte for byte, with an ETag that a client
+    sends back in If-None-Match to be told 304, without a body, while the front is unchanged."""
+    expected = _fronts_of_the_models(settings, results.job_id)
+    tags = set()
+    for url, body in expected.items():
+        first = client.get(url)
+        assert first.status_code == 200 and first.content == body, url
+        etag = first.headers["etag"]
+        assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
+        assert first.headers["cache-control"] == "no-cache"
+        assert client.get(url).headers["etag"] == etag  # the same bytes, the same tag
+        for sent in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+            again = client.get(url, headers={"If-None-Match": sent})
+            assert again.status_code == 304 and again.content == b"", (url, sent)
+            assert again.headers["etag"] == etag and again.headers["cache-control"] == "no-cache"
+        other = client.get(url, headers={"If-None-Match": '"0123"'})
+        assert other.status_code == 200 and other.content == body
+        tags.add(etag)
+    assert len(tags) == len(expected)
+    # refusals carry no validator
+    missing = client.get(f"{API}/jobs/{results.job_id}/fronts/pi4-ort")
+    assert missing.status_code == 404 and "etag" not in missing.headers
+
+
+def test_a_front_changed_by_a_specialisation_is_answered_anew(
+    client: TestClient, results: Results, settings: Settings
+) -> None:
+    """No stale answer, no stale ETag: a member's latency measured again, then a subnet
+    recorded and the fronts recomputed (what a specialisation does), each give new bytes
+    (the models' dump, read afresh) and a new ETag; the old ETag is a full answer again."""
+    from service.store.results import refresh_fronts
+
+    urls = list(_fronts_of_the_models(settings, results.job_id))
+    before = {url: client.get(url) for url in urls}
+    member = results.by_id(results.fronts[ORT][-1])
+    again = SubnetRecord(
+        arch_id=member.arch_id,
+        arch={"space": "bignas"},
+        resolution=32,
+        macs=member.macs,
+        params=member.params,
+        latencies={TORCH: {"predicted_ms": 123.0}},  # no front changes; a member's figure does
+    )
+    best = results.by_id(results.fronts[ORT][0])
+    newcomer = SubnetRecord(
+        arch_id="b" * 16,
+        arch={"space": "bignas"},
+        resolution=32,
+        macs=best.macs,
+        params=best.params,
+        measured_accuracy=best.measured + 0.5,  # type: ignore[operator]
+        latencies={ORT: {"predicted_ms": 0.2, "measured_ms": 0.2}},  # faster than any
+    )
+    engine = create_db_engine(settings.database_url)
+    try:
+        for write in ("latency", "newcomer"):
+            with create_session_factory(engine)() as session:
+                if write == "latency":
+                    results_read.record_subnet(session, results.job_id, again)
+                else:
+                    added = results_read.record_subnet(session, results.job_id, newcomer)
+                    refresh_fronts(session, results.job_id)
+            expected = _fronts_of_the_models(settings, results.job_id)
+            for url in urls:
+                if url.endswith(TORCH) and write == "newcomer":
+                    continue  # no latency on torch: that front did not change
+                old = before[url]
+                now = client.get(url, headers={"If-None-Match": old.headers["etag"]})
+                assert now.status_code == 200, (write, url)
+                assert now.content == expected[url] != old.content, (write, url)
+                assert now.headers["etag"] != old.headers["etag"], (write, url)
+                before[url] = now
+    finally:
+        engine.dispose()
+    front = client.get(f"{API}/jobs/{results.job_id}/fronts/{ORT}").json()
+    assert [m["id"] for m in front["members"]] == [added] and front["best_subnet_id"] == added
 
 
 # --- subnets -----------------------------------------------------------------------------------

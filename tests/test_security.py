@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import ast
 import hmac
+import json
 import pickle
 import re
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from _results import fill_results
+from _serving import serving
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 from test_api_jobs import AUTH, SPEC, TOKEN, _settings
@@ -28,7 +34,7 @@ from service.app import create_app
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
 from service.models import Artifact, Job
-from service.settings import Settings
+from service.settings import ApiToken, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -117,8 +123,11 @@ def test_tokens_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -
         return real(a, b)
 
     monkeypatch.setattr(auth.hmac, "compare_digest", counting)
-    tokens = [TOKEN, "second-token-0123456789", "third-token-0123456789"]
-    assert auth.match_token(TOKEN, tokens) == TOKEN
+    tokens = [
+        ApiToken.unnamed(token)
+        for token in (TOKEN, "second-token-0123456789", "third-token-0123456789")
+    ]
+    assert auth.match_token(TOKEN, tokens) == tokens[0]
     assert len(calls) == 3  # the match on the first did not stop the loop
     calls.clear()
     assert auth.match_token("nope", tokens) is None and len(calls) == 3
@@ -189,6 +198,138 @@ def test_every_body_is_limited_before_it_is_read(settings: Settings) -> None:
                 assert "NAS_MAX_REQUEST_BYTES" in response.json()["detail"]
     with pytest.raises(ValueError, match="max_request_bytes"):
         Settings(max_request_bytes=2 * 1024**3)
+
+
+def _refusal_before_reading(app: Any, method: str, path: str, token: str | None) -> dict[str, Any]:
+    """Send a request straight through ASGI (no lifespan: no database) and return its answer
+    (status, WWW-Authenticate, detail), failing if the app read any of the body."""
+    headers = [(b"content-type", b"application/json")]
+    if token is not None:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    read: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        read.append(path)
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    try:
+        anyio.run(app, scope, receive, send)
+    finally:  # before a failure further in (the app has no database here)
+        assert read == [], f"{method} {path}: the body was read before the token was checked"
+    start, body = sent[0], b"".join(m.get("body", b"") for m in sent[1:])
+    return {
+        "status": start["status"],
+        "www-authenticate": dict(start["headers"]).get(b"www-authenticate"),
+        "detail": json.loads(body)["detail"],
+    }
+
+
+def test_the_token_is_checked_before_the_body_is_read(settings: Settings) -> None:
+    """FastAPI reads and parses a body before it runs ``require_write``; the middleware in front
+    refuses a request without a valid token first, with the same 401, and reads too when
+    NAS_READS_REQUIRE_TOKEN is set."""
+    app = create_app(settings)
+    for method, path in (("POST", "/api/v1/jobs"), ("POST", "/api/v1/devices/b/latency-tables")):
+        missing = _refusal_before_reading(app, method, path, None)
+        assert missing["status"] == 401 and missing["www-authenticate"] == b"Bearer"
+        assert missing["detail"].startswith("missing bearer token")
+        wrong = _refusal_before_reading(app, method, path, "wrong-token-0123456789")
+        assert wrong["status"] == 401 and wrong["detail"] == "invalid bearer token"
+    private = create_app(settings.model_copy(update={"reads_require_token": True}))
+    for path in ("/api/v1/jobs", "/api/v1/devices"):
+        assert _refusal_before_reading(private, "GET", path, None)["status"] == 401
+
+
+#: How long /health may take while large bodies are in flight.
+_HEALTH_BUDGET_S = 0.2
+
+
+def _padded(size: int) -> bytes:
+    """A job spec padded to ``size`` bytes with numbers: slow to parse (the C parser takes
+    0.3-0.5 s for 6 MB here) but light on the garbage collector (floats are not tracked), so a
+    stall of /health is the parse's."""
+    count = (size - len(json.dumps(SPEC))) // 4
+    return json.dumps({**SPEC, "padding": [0.5] * count}, separators=(",", ":")).encode()
+
+
+def _health_during(
+    base: str, posts: list[tuple[str, dict[str, str]]], body: bytes, rounds: int
+) -> tuple[list[float], list[int]]:
+    """/health's latencies, measured every 20 ms while each of ``posts`` (path, headers) sends
+    ``body`` ``rounds`` times from its own thread; and the statuses those posts got. Clients
+    are made first: making one loads CA certificates, which holds the GIL for a while."""
+    clients = [httpx.Client(base_url=base, timeout=60) for _ in range(len(posts) + 1)]
+
+    def post(client: httpx.Client, path: str, headers: dict[str, str]) -> list[int]:
+        return [client.post(path, content=body, headers=headers).status_code for _ in range(rounds)]
+
+    latencies: list[float] = []
+    try:
+        with ThreadPoolExecutor(len(posts)) as pool:
+            futures = [pool.submit(post, c, *p) for c, p in zip(clients[1:], posts, strict=True)]
+            due = time.perf_counter()
+            while not all(f.done() for f in futures):
+                time.sleep(max(0.0, due - time.perf_counter()))
+                assert clients[0].get("/health").status_code == 200
+                answered = time.perf_counter()
+                # From when it was due, not sent: the server shares this process's GIL, and a
+                # parse that holds it stops this thread too, maybe before it could send.
+                latencies.append(answered - due)
+                due = answered + 0.02
+            statuses = [status for f in futures for status in f.result()]
+    finally:
+        for client in clients:
+            client.close()
+    return latencies, statuses
+
+
+def test_large_posts_without_a_token_are_refused_before_they_are_read(settings: Settings) -> None:
+    """Three clients posting 6 MB bodies without a valid token, ten each (issue 30: three such
+    posts stalled /health for 8 s): each is a 401 before its body is read, so nothing is parsed
+    and /health stays quick."""
+    body = _padded(6 * 2**20)
+    json_type = {"Content-Type": "application/json"}
+    posts = [
+        ("/api/v1/devices/big-board/latency-tables", json_type),
+        ("/api/v1/jobs", json_type),
+        ("/api/v1/jobs", {**json_type, "Authorization": "Bearer wrong-token-0123456789"}),
+    ]
+    with serving(settings) as base:
+        latencies, statuses = _health_during(base, posts, body, rounds=10)
+    assert set(statuses) == {401}
+    assert max(latencies) < _HEALTH_BUDGET_S, latencies
+    assert len(latencies) >= 3, latencies  # measured while the posts were in flight
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(settings: Settings) -> None:
+    """A 6 MB body with a valid token is parsed in a worker thread (``OffLoopJSONRoute``), in
+    Python that gives the GIL up between values: the C parser, even in a thread, would hold it
+    for the whole document and stall the loop as long."""
+    body = _padded(6 * 2**20)
+    posts = [("/api/v1/jobs", {**AUTH, "Content-Type": "application/json"})]
+    with serving(settings) as base:
+        latencies, statuses = _health_during(base, posts, body, rounds=1)
+    assert statuses == [422]  # the padding is no field of a job
+    assert max(latencies) < _HEALTH_BUDGET_S, latencies
+    assert len(latencies) >= 3, latencies  # measured while the posts were in flight
 
 
 # A field that scales the work or the memory of a job, and the bound it must have.

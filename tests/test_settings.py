@@ -14,6 +14,7 @@ NAMES = (
     "ARTIFACT_DIR",
     "DATABASE_URL",
     "RAY_ADDRESS",
+    "RAY_DASHBOARD",
     "API_TOKENS",
     "READS_REQUIRE_TOKEN",
     "MAX_REQUEST_BYTES",
@@ -24,6 +25,7 @@ NAMES = (
     "JOB_MAX_ATTEMPTS",
     "HOST",
     "PORT",
+    "SHARE_PORT",
 )
 TOKEN = "t0ken-with-enough-characters"
 
@@ -65,7 +67,7 @@ def test_every_documented_name_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert settings.data_root == tmp_path / "d" and settings.artifact_dir == tmp_path / "a"
     assert settings.database_url.startswith("postgresql")
     assert settings.ray_address == "ray://head:10001"
-    assert settings.api_tokens == [TOKEN]
+    assert [entry.token for entry in settings.api_tokens] == [TOKEN]
     assert (settings.host, settings.port) == ("0.0.0.0", 9000)
     assert set(Settings.model_fields) == {name.lower() for name in NAMES}
 

@@ -7,12 +7,14 @@ knows: registered devices, the data root), so a spec that was accepted is a spec
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nas.data import DatasetSpec
+from nas.hardware.device import NAME_PATTERN
 from nas.training.config import TrainingConfig
 
 StageName = Literal["training", "building_predictor", "searching", "exporting"]
@@ -25,27 +27,52 @@ HealthAction = Literal["fail", "warn"]
 
 _RESOURCE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:/-]{0,63}")
 _MAX_RESOURCE_KINDS = 16
+_MAX_DEVICES = 16
+
+#: "Exactly one of latency_ms or macs" in JSON Schema, for the OpenAPI schema of every model
+#: that takes a budget: a client (or a fuzzer) built from the schema then sends one. The
+#: models' validators say the same to Python callers.
+EXACTLY_ONE_BUDGET: dict[str, Any] = {
+    "oneOf": [
+        {
+            "required": ["latency_ms"],
+            "properties": {"latency_ms": {"type": "number"}, "macs": {"type": "null"}},
+        },
+        {
+            "required": ["macs"],
+            "properties": {"macs": {"type": "integer"}, "latency_ms": {"type": "null"}},
+        },
+    ]
+}
 
 
 class Budget(BaseModel):
     """The constraint of one device: a latency in milliseconds or a number of MACs, not both."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN fails any bound with a misleading message ("<= 1000000"): refuse it as not finite.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, allow_inf_nan=False, json_schema_extra=EXACTLY_ONE_BUDGET
+    )
 
     latency_ms: float | None = Field(default=None, gt=0.0, le=1e6)
     macs: int | None = Field(default=None, gt=0, le=10**15)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
-        if (self.latency_ms is None) == (self.macs is None):
-            raise ValueError("give exactly one of latency_ms or macs")
+        if self.latency_ms is None and self.macs is None:
+            raise ValueError("give exactly one of latency_ms or macs; got neither")
+        if self.latency_ms is not None and self.macs is not None:
+            raise ValueError(
+                f"give exactly one of latency_ms or macs; got both (latency_ms {self.latency_ms}, "
+                f"macs {self.macs})"
+            )
         return self
 
 
 class SearchSettings(BaseModel):
     """How the search stage looks for subnets; every field has a working default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     strategy: SearchStrategy = Field(
         default="linas",
@@ -56,6 +83,11 @@ class SearchSettings(BaseModel):
         default_factory=dict,
         description="Per device name: the latency (ms) or MACs budget; a device without one "
         "gets a Pareto front only.",
+        # the keys are among the job's devices (checked with them): device names, 16 at most
+        json_schema_extra={
+            "propertyNames": {"pattern": NAME_PATTERN},
+            "maxProperties": _MAX_DEVICES,
+        },
     )
     population: int = Field(default=100, ge=4, le=10_000, description="Candidates per generation.")
     generations: int = Field(default=500, ge=1, le=10_000, description="Generations of evolution.")
@@ -83,7 +115,7 @@ class HealthSettings(BaseModel):
     compared with chance for the job's dataset (100 / classes); a bound of 0 (or an RMSE of
     100) turns its check off."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_max_subnet_vs_chance: float = Field(
         default=2.0,
@@ -99,6 +131,14 @@ class HealthSettings(BaseModel):
         le=100.0,
         description="The smallest subnet's val accuracy must reach this many times chance "
         "(1.5: 15% on 10 classes); capped like the largest subnet's.",
+    )
+    min_median_subnet_vs_chance: float = Field(
+        default=1.5,
+        ge=0.0,
+        le=100.0,
+        description="The subnets measured for the predictor (sampled across the space) must "
+        "reach a median holdout accuracy of this many times chance; capped like the largest "
+        "subnet's. A miss acts as on_predictor_failure says.",
     )
     min_predictor_tau: float = Field(
         default=0.2,
@@ -129,7 +169,7 @@ class WorkerPlacement(BaseModel):
     and the resources each worker reserves. Passed to Ray as they are, so a custom resource a
     node was started with (``ray start --resources='{"big_node": 1}'``) pins workers to it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     strategy: PlacementStrategy = Field(
         default="PACK",
@@ -141,21 +181,26 @@ class WorkerPlacement(BaseModel):
         default_factory=dict,
         description='Ray resources per worker, e.g. {"CPU": 4, "GPU": 1} or a custom node '
         "resource; CPU defaults to 1. With GPU every worker trains on its own GPU.",
+        json_schema_extra={  # what _check_resources checks
+            "propertyNames": {"pattern": f"^{_RESOURCE_NAME.pattern}$"},
+            "maxProperties": _MAX_RESOURCE_KINDS,
+            "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 1024},
+        },
     )
 
     @field_validator("resources_per_worker")
     @classmethod
     def _check_resources(cls, resources: dict[str, float]) -> dict[str, float]:
         if len(resources) > _MAX_RESOURCE_KINDS:
-            raise ValueError(f"at most {_MAX_RESOURCE_KINDS} resource kinds")
+            raise ValueError(f"at most {_MAX_RESOURCE_KINDS} resource kinds; got {len(resources)}")
         for name, amount in resources.items():
             if not _RESOURCE_NAME.fullmatch(name):
                 raise ValueError(
-                    f"{name!r} is not a Ray resource name (letters, digits, '_', '.', ':', "
-                    "'/', '-'; 64 characters at most)"
+                    f"{reprlib.repr(name)} is not a Ray resource name (letters, digits, '_', "
+                    "'.', ':', '/', '-'; 64 characters at most)"
                 )
             if not 0 < amount <= 1024:
-                raise ValueError(f"{name}: an amount in (0, 1024], got {amount}")
+                raise ValueError(f"{name}: {amount} is not an amount in (0, 1024]")
         return resources
 
     @property

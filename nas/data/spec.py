@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import reprlib
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,6 +14,35 @@ DatasetKind = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic
 #: Kinds read from files under ``root``; the others are generated or shipped in a package.
 PATH_KINDS: frozenset[str] = frozenset({"cifar10", "cifar100", "imagefolder"})
 
+_NONE = {"type": "null"}
+#: ``_check_kind_fields`` in JSON Schema, for the OpenAPI schema (clients and fuzzers built
+#: from it): a path kind needs a ``root``, the others take none, and only ``synthetic`` takes
+#: ``num_samples`` and ``num_classes``. A missing ``kind`` is ``digits``.
+_KIND_FIELDS: dict[str, Any] = {
+    "oneOf": [
+        {
+            "required": ["kind", "root"],
+            "properties": {
+                "kind": {"enum": sorted(PATH_KINDS)},
+                "root": {"type": "string", "minLength": 1},
+                "num_samples": _NONE,
+                "num_classes": _NONE,
+            },
+        },
+        {"required": ["kind"], "properties": {"kind": {"const": "synthetic"}, "root": _NONE}},
+        {
+            "properties": {
+                "kind": {"const": "digits"},
+                "root": _NONE,
+                "num_samples": _NONE,
+                "num_classes": _NONE,
+            }
+        },
+    ]
+}
+#: What ``_check_path_text`` checks: no NUL byte, no component over NAME_MAX.
+_ROOT_TEXT = f"^(?:[^/\\x00]{{0,{NAME_MAX}}}/)*[^/\\x00]{{0,{NAME_MAX}}}$"
+
 
 class DatasetSpec(BaseModel):
     """Which images, at which base resolution, split how.
@@ -22,13 +51,14 @@ class DatasetSpec(BaseModel):
     is checked when the data is loaded, because only the loader knows the data root.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_KIND_FIELDS)
 
     kind: DatasetKind = "digits"
     root: str | None = Field(
         default=None,
         max_length=PATH_MAX,
         description="Directory of a cifar10/cifar100/imagefolder dataset.",
+        json_schema_extra={"pattern": _ROOT_TEXT},
     )
     seed: int = Field(default=0, ge=0, description="Seed of the deterministic splits.")
     resolution: int = Field(default=32, ge=8, le=1024, description="Base image side in pixels.")

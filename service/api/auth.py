@@ -4,21 +4,26 @@ Tokens come from NAS_API_TOKENS. A presented token is compared with every config
 constant time (``hmac.compare_digest``, no early exit), so response times do not tell how
 much of a guess was right or which token it resembled. With no tokens configured (allowed
 on a loopback host only, see ``Settings``) the service is open to local users.
+
+The dependencies below document and enforce tokens per route; ``check_early`` applies the same
+check from the headers alone, so a middleware can refuse a request before its body is read.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 
-from service.settings import Settings
+from service.errors import ForbiddenError
+from service.settings import ApiToken, Role, Settings
 
 LOCAL_OWNER = "local"
+_READS = frozenset({"GET", "HEAD"})
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -28,23 +33,32 @@ _bearer = HTTPBearer(
 
 @dataclass(frozen=True)
 class Principal:
-    """Who sent a request: ``token:<fingerprint>`` or ``local`` when auth is off. The
-    fingerprint (a sha256 prefix) identifies a token in job rows without storing it."""
+    """Who sent a request: the token's name (``token:<fingerprint>`` for an unnamed one) and
+    role, or ``local`` (an admin) when auth is off. Rows record ``owner``, never a token."""
 
     owner: str
+    role: Role = "admin"
+
+    def may_act_on(self, owner: str) -> bool:
+        """A user acts on what it owns; an admin on everything."""
+        return self.role == "admin" or self.owner == owner
+
+    def check_owner(self, owner: str, what: str) -> None:
+        """403 unless this principal may change ``what`` (owned by ``owner``)."""
+        if not self.may_act_on(owner):
+            raise ForbiddenError(
+                f"{what} belongs to {owner!r}; the token {self.owner!r} (role user) acts on "
+                "its own jobs and devices only (an admin token acts on all)"
+            )
 
 
-def fingerprint(token: str) -> str:
-    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
-
-
-def match_token(presented: str, tokens: list[str]) -> str | None:
+def match_token(presented: str, tokens: list[ApiToken]) -> ApiToken | None:
     """The configured token equal to ``presented``, checking all of them in constant time."""
-    found: str | None = None
+    found: ApiToken | None = None
     given = presented.encode()
-    for token in tokens:
-        if hmac.compare_digest(given, token.encode()):
-            found = token
+    for entry in tokens:
+        if hmac.compare_digest(given, entry.token.encode()):
+            found = entry
     return found
 
 
@@ -65,10 +79,10 @@ def _authenticate(
         raise _unauthorized(
             "missing bearer token: send 'Authorization: Bearer <token>' with one of NAS_API_TOKENS"
         )
-    token = match_token(credentials.credentials, settings.api_tokens)
-    if token is None:
+    entry = match_token(credentials.credentials, settings.api_tokens)
+    if entry is None:
         raise _unauthorized("invalid bearer token")
-    return Principal(owner=fingerprint(token))
+    return Principal(owner=entry.name, role=entry.role)
 
 
 def require_write(
@@ -91,6 +105,20 @@ def require_read(
 
 
 WriteAccess = Annotated[Principal, Depends(require_write)]
+
+
+async def check_early(connection: HTTPConnection, settings: Settings, prefix: str) -> None:
+    """Raise the 401 that ``require_write`` or ``require_read`` would raise for a request
+    under ``prefix``, from its headers alone: FastAPI parses a body before it runs any
+    dependency, so without this a client with no token gets its body parsed first."""
+    scope = connection.scope
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    if not settings.api_tokens or not (path == prefix or path.startswith(prefix + "/")):
+        return
+    method = scope["method"]
+    read = method in _READS
+    if (read and settings.reads_require_token) or (not read and method != "OPTIONS"):
+        _authenticate(settings, await _bearer(connection))
 
 
 def document_security(app: FastAPI, settings: Settings) -> None:

@@ -17,7 +17,7 @@ from nas.hardware.device import BUILTIN_NAMES, builtin_devices
 from nas.hardware.device import Device as DeviceSpec
 from nas.hardware.table import LatencyTable as TableSpec
 from service.api.schemas.devices import DevicePublic, LatencyTableInfo
-from service.errors import ConflictError, InvalidFieldError, NotFoundError
+from service.errors import ConflictError, ForbiddenError, InvalidFieldError, NotFoundError
 from service.models import Device, LatencyTable
 from service.store.documents import canonical_json, check_finite, sha256_hex
 
@@ -136,11 +136,12 @@ def register_device(session: Session, table: TableSpec, *, owner: str) -> Device
 
 
 def upload_table(
-    session: Session, name: str, table: TableSpec, *, owner: str
+    session: Session, name: str, table: TableSpec, *, owner: str, admin: bool = True
 ) -> tuple[LatencyTableInfo, bool]:
     """Store a table of device ``name`` (registering the device on its first table) as the
     next revision for its space and preset; ``(table, created)``. The same table uploaded
-    again returns the stored revision."""
+    again returns the stored revision. A non-``admin`` adds tables to its own devices only:
+    the newest revision is what every job on the device uses."""
     if table.device.name != name:
         raise InvalidFieldError(
             ("body", "device", "name"),
@@ -155,6 +156,11 @@ def upload_table(
         created = _registered(session, name)
         assert created is not None
         return LatencyTableInfo.model_validate(created.tables[0]), True
+    if not admin and device.owner != owner:
+        raise ForbiddenError(
+            f"device {name!r} belongs to {device.owner!r}; the token {owner!r} (role user) "
+            "uploads tables of its own devices only (an admin token of any)"
+        )
     _check_table(table)
     if _spec(device) != table.device:
         raise ConflictError(

@@ -7,12 +7,13 @@ everything here works on the same tables, so an added subnet is read back like a
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, Text, and_, bindparam, cast, exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -104,7 +105,11 @@ def _public(subnets: Iterable[Subnet], session: Session) -> list[SubnetPublic]:
 
 def job_budget(job: Job, device: str) -> dict[str, float | int] | None:
     """The job's budget on ``device`` as submitted; None without one."""
-    budget = job.spec.get("search", {}).get("budgets", {}).get(device)
+    return spec_budget(job.spec, device)
+
+
+def spec_budget(spec: dict[str, Any], device: str) -> dict[str, float | int] | None:
+    budget = spec.get("search", {}).get("budgets", {}).get(device)
     if not budget:
         return None
     return {key: value for key, value in budget.items() if value is not None} or None
@@ -155,6 +160,134 @@ def get_front(session: Session, job_id: int, device: str) -> FrontPublic:
         session.scalars(select(ParetoFront.device).where(ParetoFront.job_id == job_id)).all()
     )
     raise NotFoundError(f"job {job_id} has no Pareto front for {device!r}; it has: {devices}")
+
+
+# --- fronts as rows (what the front routes answer from, through service.api.caching) --------
+
+
+@dataclass(frozen=True)
+class FrontRows:
+    """A job's fronts (or one of them) as read, JSON columns as their stored text:
+    ``fronts_from_rows`` is a function of these alone, so they key a cache of answers."""
+
+    spec: str
+    #: (device, objectives, hypervolume, then the member's columns: None for a front without
+    #: members) by device, then position along the front.
+    members: tuple[tuple[Any, ...], ...]
+    #: (subnet id, device, predicted_ms, measured_ms) of every member, by subnet and device.
+    latencies: tuple[tuple[Any, ...], ...]
+
+
+def _front_statements(one_device: bool) -> tuple[Any, Any]:
+    """The members and their latencies of a job's fronts (``job_id``, and ``device`` when
+    ``one_device``, bound per request), built once."""
+    where = [ParetoFront.job_id == bindparam("job_id")]
+    if one_device:
+        where.append(ParetoFront.device == bindparam("device"))
+    members = (
+        select(
+            ParetoFront.device,
+            cast(ParetoFront.objectives, Text),
+            ParetoFront.hypervolume,
+            Subnet.id,
+            Subnet.job_id,
+            Subnet.arch_id,
+            cast(Subnet.arch, Text),
+            Subnet.resolution,
+            Subnet.macs,
+            Subnet.params,
+            Subnet.predicted_accuracy,
+            Subnet.measured_accuracy,
+        )
+        .select_from(ParetoFront)
+        .outerjoin(ParetoMember, ParetoMember.front_id == ParetoFront.id)
+        .outerjoin(Subnet, Subnet.id == ParetoMember.subnet_id)
+        .where(*where)
+        .order_by(ParetoFront.device, ParetoMember.position)
+    )
+    on_front = (
+        select(ParetoMember.subnet_id)
+        .join(ParetoFront, ParetoFront.id == ParetoMember.front_id)
+        .where(*where)
+    )
+    latencies = (
+        select(
+            SubnetLatency.subnet_id,
+            SubnetLatency.device,
+            SubnetLatency.predicted_ms,
+            SubnetLatency.measured_ms,
+        )
+        .where(SubnetLatency.subnet_id.in_(on_front))
+        .order_by(SubnetLatency.subnet_id, SubnetLatency.device)
+    )
+    return members, latencies
+
+
+_SPEC = select(cast(Job.spec, Text)).where(Job.id == bindparam("job_id"))
+_FRONTS = {one_device: _front_statements(one_device) for one_device in (False, True)}
+
+
+def read_front_rows(session: Session, job_id: int, device: str | None = None) -> FrontRows:
+    """The rows of the job's fronts (only ``device``'s if given): three indexed queries."""
+    connection = session.connection()
+    spec = connection.execute(_SPEC, {"job_id": job_id}).scalar()
+    if spec is None:
+        raise NotFoundError(f"no job with id {job_id}")
+    members, latencies = _FRONTS[device is not None]
+    params = {"job_id": job_id, "device": device}
+    return FrontRows(
+        spec,
+        tuple(map(tuple, connection.execute(members, params).all())),
+        tuple(map(tuple, connection.execute(latencies, params).all())),
+    )
+
+
+def fronts_from_rows(rows: FrontRows) -> list[FrontPublic]:
+    """What ``list_fronts`` (``get_front``, for one device's rows) answers for these rows."""
+    spec = json.loads(rows.spec)
+    latencies: dict[int, dict[str, LatencyPublic]] = defaultdict(dict)
+    for subnet_id, device, predicted_ms, measured_ms in rows.latencies:
+        latencies[subnet_id][device] = LatencyPublic(
+            predicted_ms=predicted_ms, measured_ms=measured_ms
+        )
+    heads: dict[str, tuple[str, float | None]] = {}
+    members: dict[str, list[SubnetPublic]] = defaultdict(list)
+    for device, objectives, hypervolume, subnet_id, *subnet in rows.members:
+        heads.setdefault(device, (objectives, hypervolume))
+        if subnet_id is None:
+            continue
+        job_id, arch_id, arch, resolution, macs, params, predicted, measured = subnet
+        members[device].append(
+            SubnetPublic(
+                id=subnet_id,
+                job_id=job_id,
+                arch_id=arch_id,
+                arch=json.loads(arch),
+                resolution=resolution,
+                macs=macs,
+                params=params,
+                predicted_accuracy=predicted,
+                measured_accuracy=measured,
+                latencies=latencies.get(subnet_id, {}),
+            )
+        )
+    order = {name: i for i, name in enumerate(spec.get("devices", []))}
+    fronts = []
+    for device in sorted(heads, key=lambda d: (order.get(d, len(order)), d)):
+        objectives, hypervolume = heads[device]
+        budget = spec_budget(spec, device)
+        best = best_member(members[device], device, budget)
+        fronts.append(
+            FrontPublic(
+                device=device,
+                objectives=json.loads(objectives),
+                hypervolume=hypervolume,
+                budget=budget,
+                best_subnet_id=None if best is None else best.id,
+                members=members[device],
+            )
+        )
+    return fronts
 
 
 # --- subnets -----------------------------------------------------------------------------------

@@ -7,21 +7,43 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 
 from nas.hardware.device import NAME_PATTERN
-from nas.hardware.table import LatencyTable
 from service.api.auth import WriteAccess
 from service.api.deps import MAX_ID, ReadSessionDep, SessionDep
-from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
+from service.api.large_bodies import OffLoopJSONRoute
+from service.api.schemas.common import (
+    COMMON_RESPONSES,
+    FORBIDDEN,
+    ErrorPublic,
+    ValidationErrorPublic,
+)
 from service.api.schemas.devices import (
+    TABLE_CHECKS,
     DevicePublic,
     DevicesPublic,
     LatencyTableInfo,
     LatencyTablePublic,
+    LatencyTableUpload,
 )
 from service.store import devices as store
 
-router = APIRouter(prefix="/devices", tags=["devices"], responses=COMMON_RESPONSES)
+router = APIRouter(
+    prefix="/devices",
+    tags=["devices"],
+    responses=COMMON_RESPONSES,
+    route_class=OffLoopJSONRoute,  # large bodies parsed off the event loop
+)
 _NOT_FOUND = {404: {"model": ErrorPublic, "description": "No such device or table."}}
 _CONFLICT = {409: {"model": ErrorPublic, "description": "Name taken, built in, or other settings."}}
+_REFUSED = "The fields at fault; beyond the schema, checked here:"
+_REGISTER_REFUSED = {
+    422: {"model": ValidationErrorPublic, "description": f"{_REFUSED} {TABLE_CHECKS}."}
+}
+_UPLOAD_REFUSED = {
+    422: {
+        "model": ValidationErrorPublic,
+        "description": f"{_REFUSED} `device.name` is the path's `name`; {TABLE_CHECKS}.",
+    }
+}
 
 DeviceName = Annotated[
     str, Path(pattern=NAME_PATTERN, description="Device name (lower-case, 1-64).")
@@ -42,10 +64,13 @@ def read_device(name: DeviceName, session: ReadSessionDep) -> DevicePublic:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=DevicePublic, responses=_CONFLICT
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DevicePublic,
+    responses={**_CONFLICT, **_REGISTER_REFUSED},
 )
 def register_device(
-    body: LatencyTable,
+    body: LatencyTableUpload,
     request: Request,
     response: Response,
     session: SessionDep,
@@ -64,17 +89,21 @@ def register_device(
     responses={
         200: {"model": LatencyTableInfo, "description": "The same table was stored before."},
         **_CONFLICT,
+        **_UPLOAD_REFUSED,
+        **FORBIDDEN,
     },
 )
 def upload_table(
     name: DeviceName,
-    body: LatencyTable,
+    body: LatencyTableUpload,
     response: Response,
     session: SessionDep,
     principal: WriteAccess,
 ) -> LatencyTableInfo:
     """Upload a latency table of a device (`nas device upload`); a new device is registered."""
-    table, created = store.upload_table(session, name, body, owner=principal.owner)
+    table, created = store.upload_table(
+        session, name, body, owner=principal.owner, admin=principal.role == "admin"
+    )
     if not created:
         response.status_code = status.HTTP_200_OK
     return table

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from pydantic import TypeAdapter
+from sqlalchemy.orm import Session
 
+from nas.data import DataPathError, check_dataset_files
+from service.api import caching
 from service.api.auth import WriteAccess
 from service.api.deps import (
     MAX_ID,
@@ -17,19 +23,34 @@ from service.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
+from service.api.large_bodies import OffLoopJSONRoute
+from service.api.schemas.common import (
+    COMMON_RESPONSES,
+    FORBIDDEN,
+    ErrorPublic,
+    ValidationErrorPublic,
+)
 from service.api.schemas.jobs import (
+    SUBMIT_CHECKS,
     JobCreate,
     JobEventPublic,
     JobLogsPublic,
     JobPublic,
     JobsPublic,
 )
+from service.errors import InvalidFieldError
 from service.models import JobState
+from service.settings import Settings
 from service.store import jobs as store
 
-router = APIRouter(prefix="/jobs", tags=["jobs"], responses=COMMON_RESPONSES)
+router = APIRouter(
+    prefix="/jobs",
+    tags=["jobs"],
+    responses=COMMON_RESPONSES,
+    route_class=OffLoopJSONRoute,  # large bodies parsed off the event loop
+)
 _NOT_FOUND = {404: {"model": ErrorPublic, "description": "No such job."}}
+_JOB_JSON = TypeAdapter(JobPublic)
 _CONFLICT = {409: {"model": ErrorPublic, "description": "Not allowed in the job's state."}}
 
 IdempotencyKey = Annotated[
@@ -44,11 +65,30 @@ IdempotencyKey = Annotated[
 ]
 
 
+def _check_dataset_files(body: JobCreate, settings: Settings) -> None:
+    """Refuse a dataset folder the job could not read (unresolvable, empty, another layout)
+    now, with a 422 on ``dataset.root``, rather than at the job's first epoch."""
+    if body.dataset.root is None:
+        return
+    try:
+        check_dataset_files(body.dataset, settings.data_root, field="dataset.root")
+    except DataPathError as exc:
+        raise InvalidFieldError(("body", "dataset", "root"), str(exc)) from None
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=JobPublic,
-    responses={200: {"model": JobPublic, "description": "Replayed: the key's job."}, **_CONFLICT},
+    responses={
+        200: {"model": JobPublic, "description": "Replayed: the key's job."},
+        **_CONFLICT,
+        422: {
+            "model": ValidationErrorPublic,
+            "description": f"The fields at fault; beyond the schema, checked here: "
+            f"{SUBMIT_CHECKS}.",
+        },
+    },
 )
 def submit_job(
     body: JobCreate,
@@ -61,6 +101,7 @@ def submit_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Queue a search job; the Location header names the new job."""
+    _check_dataset_files(body, settings)
     job, created = store.create_job(
         session, settings, body, owner=principal.owner, idempotency_key=idempotency_key
     )
@@ -73,22 +114,33 @@ def submit_job(
 
 
 @router.get("", response_model=JobsPublic)
-def list_jobs(
-    session: ReadSessionDep,
+async def list_jobs(
+    request: Request,
     limit: Limit = 50,
     offset: Offset = 0,
     state: Annotated[
         list[JobState] | None, Query(description="Only jobs in these states (repeatable).")
     ] = None,
-) -> JobsPublic:
+) -> Response:
     """List jobs, newest first, optionally only those in some states."""
-    jobs, total = store.list_jobs(session, states=state or [], limit=limit, offset=offset)
-    return JobsPublic(
-        data=[JobPublic.model_validate(job) for job in jobs],
-        count=total,
-        limit=limit,
-        offset=offset,
+    return await caching.in_read_session(
+        request, partial(_jobs_page, states=state or [], limit=limit, offset=offset)
     )
+
+
+def _jobs_page(session: Session, *, states: Sequence[str], limit: int, offset: int) -> Response:
+    # The JobsPublic that response_model documents, encoded as pydantic would (byte for byte),
+    # each job's part kept by service.api.caching under the rows it was made of.
+    jobs, total = store.list_job_rows(session, states=states, limit=limit, offset=offset)
+    parts = [caching.JOBS.get_or_build(rows, partial(_job_json, rows)) for rows in jobs]
+    return caching.json_response(
+        b'{"data":[%b],"count":%d,"limit":%d,"offset":%d}'
+        % (b",".join(parts), total, limit, offset)
+    )
+
+
+def _job_json(rows: store.JobRows) -> bytes:
+    return _JOB_JSON.dump_json(store.job_public_from_rows(rows))
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=_NOT_FOUND)
@@ -104,6 +156,7 @@ def read_job(job_id: JobId, session: ReadSessionDep) -> JobPublic:
         202: {"model": JobPublic, "description": "Cancel requested; Ray work stops shortly."},
         **_NOT_FOUND,
         **_CONFLICT,
+        **FORBIDDEN,
     },
 )
 def cancel_job(
@@ -114,6 +167,7 @@ def cancel_job(
     dispatcher: DispatcherDep,
 ) -> JobPublic:
     """Cancel a queued or running job; its Ray work stops within seconds."""
+    principal.check_owner(store.get_job(session, job_id).owner, f"job {job_id}")
     job = store.cancel_job(session, job_id)
     if job.state != "cancelled":
         response.status_code = status.HTTP_202_ACCEPTED
@@ -126,12 +180,13 @@ def cancel_job(
     "/{job_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={**_NOT_FOUND, **_CONFLICT},
+    responses={**_NOT_FOUND, **_CONFLICT, **FORBIDDEN},
 )
 def delete_job(
     job_id: JobId, session: SessionDep, settings: SettingsDep, principal: WriteAccess
 ) -> Response:
     """Delete a finished job with its results and files."""
+    principal.check_owner(store.get_job(session, job_id).owner, f"job {job_id}")
     store.delete_job(session, settings, job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -23,8 +23,18 @@ from nas.hardware.device import BUILTIN_NAMES
 from nas.hardware.table import LatencyTable
 from service.api.auth import WriteAccess
 from service.api.deps import JobId, ReadSessionDep, SessionDep, SettingsDep
-from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
-from service.api.schemas.results import SpecializeCreate, SpecializePublic, SubnetRecord
+from service.api.schemas.common import (
+    COMMON_RESPONSES,
+    FORBIDDEN,
+    ErrorPublic,
+    ValidationErrorPublic,
+)
+from service.api.schemas.results import (
+    SPECIALIZE_CHECKS,
+    SpecializeCreate,
+    SpecializePublic,
+    SubnetRecord,
+)
 from service.errors import ConflictError, InvalidFieldError
 from service.settings import Settings
 from service.store import results_read as store
@@ -143,6 +153,12 @@ def _specialise(
     responses={
         404: {"model": ErrorPublic, "description": "No such job or device."},
         409: {"model": ErrorPublic, "description": "The job has not succeeded."},
+        **FORBIDDEN,
+        422: {
+            "model": ValidationErrorPublic,
+            "description": f"The fields at fault; beyond the schema, checked here: "
+            f"{SPECIALIZE_CHECKS}.",
+        },
     },
 )
 def specialize_job(
@@ -156,6 +172,7 @@ def specialize_job(
     """Find the most accurate measured subnet of a succeeded job for a device under a latency
     or MACs budget (new proposals measured on val, and timed on a host device, against the
     job's own measured subnets), and store it with the job's subnets."""
+    principal.check_owner(get_job(reads, job_id).owner, f"job {job_id}")
     job = _snapshot(reads, job_id, body)
     reads.rollback()  # the snapshot is over: nothing stays open through the work below
     result = _specialise(settings, job_id, job, body)

@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from service.api.auth import WriteAccess
 from service.api.deps import MAX_ID, ReadSessionDep, SessionDep, SettingsDep
-from service.api.schemas.common import COMMON_RESPONSES, ErrorPublic
+from service.api.schemas.common import COMMON_RESPONSES, FORBIDDEN, ErrorPublic
 from service.api.schemas.exports import ExportCreate, ExportPublic
 from service.api.schemas.results import DOWNLOAD_FORMATS, DownloadFormat, SubnetDetailPublic
 from service.errors import ConflictError
 from service.exports import ExportQueue, QueueFullError, check_exportable, existing_file
 from service.settings import Settings
 from service.store import results_read as store
+from service.store.jobs import get_job
 
 router = APIRouter(prefix="/subnets", tags=["subnets"], responses=COMMON_RESPONSES)
 _NOT_FOUND = {404: {"model": ErrorPublic, "description": "No such subnet."}}
@@ -77,6 +78,7 @@ def read_subnet(subnet_id: SubnetId, session: ReadSessionDep) -> SubnetDetailPub
         200: {"model": ExportPublic, "description": "The file exists already: state ready."},
         **_NOT_FOUND,
         409: {"model": ErrorPublic, "description": "The subnet's job did not succeed."},
+        **FORBIDDEN,
         503: {"model": ErrorPublic, "description": "The export queue is full; retry later."},
     },
 )
@@ -93,6 +95,7 @@ def request_export(
     ``GET /subnets/{id}/exports/{format}`` until it is ready, then download it."""
     exports = _exports(request)
     subnet = store.get_subnet_row(session, subnet_id)
+    principal.check_owner(get_job(session, subnet.job_id).owner, f"subnet {subnet_id}'s job")
     if existing_file(session, settings, subnet_id, body.format) is not None:
         response.status_code = 200
     else:

@@ -33,6 +33,10 @@ class ValidationErrorPublic(BaseModel):
 
 
 #: The errors every ``/api/v1`` router can answer, for the OpenAPI schema.
+#: Routes that act on something a user token may not own (a job, a device, a subnet's job).
+FORBIDDEN: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorPublic, "description": "A user token acting on what it does not own."}
+}
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "Missing or wrong bearer token."},
     413: {"model": ErrorPublic, "description": "Body over NAS_MAX_REQUEST_BYTES."},
