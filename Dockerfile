@@ -35,6 +35,12 @@ RUN if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import venv' 2>/dev
     fi \
     && python3 -m venv /opt/nas
 
+# Fashion-MNIST (dataset kind fashion_mnist without a root) ships as a Debian/Ubuntu package.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        dataset-fashion-mnist \
+    && rm -rf /var/lib/apt/lists/*
+
 # torch first, from the index of the chosen variant: resolved by pip alone it would be a
 # CUDA build even for the CPU image.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"

@@ -103,7 +103,7 @@ def standalone_accuracy(
 def throughput_ratio(trainer: SupernetTrainer, repeats: int = 5) -> float:
     """Seconds of one sandwich step over the sum of its four subnets' standalone steps."""
     space = trainer.space
-    images, labels = trainer.train_source.batch(range(trainer.config.batch_size))
+    images, labels = next(trainer.train_batches.epoch(0))
     plan = trainer.sampler.plan(space)
     static = [space.extract(trainer.supernet, s.arch).train() for s in plan]
 

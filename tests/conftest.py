@@ -43,6 +43,21 @@ def data_root(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> Path:
+    """The folder of the Debian package dataset-fashion-mnist. Without it a test skips, naming
+    the install command, unless NAS_REQUIRE_FASHION_MNIST=1 (CI), where it fails."""
+    from nas.data import DataPathError, DatasetSpec, check_dataset_files
+
+    try:
+        return check_dataset_files(DatasetSpec(kind="fashion_mnist"), None)
+    except DataPathError as exc:
+        reason = str(exc)  # names the folder and `apt-get install dataset-fashion-mnist`
+    if os.environ.get("NAS_REQUIRE_FASHION_MNIST") == "1":
+        pytest.fail(reason + "; NAS_REQUIRE_FASHION_MNIST=1", pytrace=False)
+    pytest.skip(reason)
+
+
 def _postgres_admin_engine():  # type: ignore[no-untyped-def]
     from sqlalchemy import create_engine
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
+import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,10 +20,13 @@ from nas.data import (
     DataPathError,
     DatasetSpec,
     UnsafePickleError,
+    check_dataset_files,
+    input_normalization,
     load_dataset,
     resize_batch,
     resolve_inside,
 )
+from nas.data.readers import IdxFormatError
 
 # scikit-learn's digits: 1,797 images of 10 classes. Default fractions: val 20% of all
 # (stratified), holdout 10% of the rest.
@@ -271,3 +278,368 @@ def test_augmentation_crops_and_flips_train_only(data_root: Path) -> None:
     views = {tuple(splits.train[0][0].flatten()[:64].tolist()) for _ in range(8)}
     assert len(views) > 1  # random crop/flip changes the image between epochs
     assert torch.equal(splits.val[0][0], splits.val[0][0])
+
+
+# --- IDX (the MNIST file format) and Fashion-MNIST ---------------------------------------------
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FASHION_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+
+
+def _idx_bytes(magic: int, dims: tuple[int, ...], data: np.ndarray) -> bytes:
+    """An IDX file: big-endian magic number and dimensions, then the unsigned bytes."""
+    header = struct.pack(f">I{len(dims)}I", magic, *dims)
+    return header + np.ascontiguousarray(data, dtype=np.uint8).tobytes()
+
+
+def _write_idx_file(path: Path, content: bytes, *, gz: bool) -> Path:
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(content))
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def _write_idx(
+    root: Path, *, gz: bool = False, sizes: tuple[int, int] = (100, 10), side: int = 28
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Four small IDX files under ``root``; each split's (images (N, side, side), labels)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    written = {}
+    for (split, (image_name, label_name)), count in zip(IDX_NAMES.items(), sizes, strict=True):
+        images = rng.integers(0, 256, (count, side, side), dtype=np.uint8)
+        labels = (np.arange(count) % 10).astype(np.uint8)  # every class in every split
+        rng.shuffle(labels)
+        _write_idx_file(root / image_name, _idx_bytes(0x803, images.shape, images), gz=gz)
+        _write_idx_file(root / label_name, _idx_bytes(0x801, labels.shape, labels), gz=gz)
+        written[split] = (images, labels)
+    return written
+
+
+@pytest.mark.parametrize("gz", [False, True], ids=["raw", "gzip"])
+def test_idx_reads_raw_and_gzipped_files(data_root: Path, gz: bool) -> None:
+    written = _write_idx(data_root / "mnist", gz=gz)
+    spec = DatasetSpec(kind="idx", root="mnist", channels=1, resolution=28)
+    splits = load_dataset(spec, data_root=data_root)
+    # train from train-*, val from t10k-*, holdout 10% of train (one image of each class)
+    assert (len(splits.train), len(splits.val), len(splits.holdout)) == (90, 10, 10)
+    assert splits.class_names == [str(i) for i in range(10)]
+    assert splits.train.augmentation == "pad_crop" and not splits.val.augment
+    for split, source in (("train", splits.train.source), ("val", splits.val.source)):
+        images, labels = written[split]
+        assert source.images.dtype == torch.uint8 and source.images.shape == (
+            len(labels),
+            1,
+            28,
+            28,
+        )
+        assert np.array_equal(source.images[:, 0].numpy(), images)  # the file's pixels, unresized
+        assert np.array_equal(source.targets, labels) and source.targets.dtype == np.int64
+    image, label = splits.val[0]
+    assert image.shape == (1, 28, 28) and image.dtype == torch.float32 and 0 <= label < 10
+
+
+def test_idx_resized_and_in_three_channels_stays_uint8(data_root: Path) -> None:
+    _write_idx(data_root / "mnist", gz=True)
+    splits = load_dataset(DatasetSpec(kind="idx", root="mnist"), data_root=data_root)
+    source = splits.train.source
+    assert source.images.dtype == torch.uint8 and source.images.shape == (100, 3, 32, 32)
+    assert torch.equal(source.images[:, 0], source.images[:, 2])  # grey in every channel
+    assert splits.train[0][0].shape == (3, 32, 32)
+
+
+def _break_magic(root: Path) -> None:
+    images = np.zeros((100, 28, 28), np.uint8)
+    (root / "train-images-idx3-ubyte").write_bytes(_idx_bytes(0x801, images.shape, images))
+
+
+def _truncate(root: Path) -> None:
+    content = (root / "train-images-idx3-ubyte").read_bytes()
+    (root / "train-images-idx3-ubyte").write_bytes(content[: 16 + 70_000])
+
+
+def _truncate_gzip_stream(root: Path) -> None:
+    (root / "train-images-idx3-ubyte").unlink()
+    content = _idx_bytes(0x803, (30, 28, 28), np.ones((30, 28, 28), np.uint8))
+    squeezed = gzip.compress(content)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(squeezed[: len(squeezed) // 2])
+
+
+def _drop_a_label(root: Path) -> None:
+    labels = np.zeros(99, np.uint8)
+    (root / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(0x801, labels.shape, labels))
+
+
+def _label_out_of_range(root: Path) -> None:
+    labels = np.zeros(10, np.uint8)
+    labels[[4, 7]] = (10, 255)
+    (root / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(0x801, labels.shape, labels))
+
+
+def _gzipped_under_a_raw_name(root: Path) -> None:
+    path = root / "t10k-images-idx3-ubyte"
+    path.write_bytes(gzip.compress(path.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            _break_magic,
+            "train-images-idx3-ubyte: not an IDX image file: found 0x00000801 where its magic "
+            "number 0x00000803 (unsigned bytes, 3 dimensions) belongs",
+        ),
+        (
+            _truncate,
+            "train-images-idx3-ubyte: truncated: its header says 100 images of 28x28 (78,400 "
+            "bytes of pixels), the file holds 70,000 after the header",
+        ),
+        (_truncate_gzip_stream, "train-images-idx3-ubyte.gz: truncated: Compressed file ended"),
+        (
+            _drop_a_label,
+            "train-images-idx3-ubyte holds 100 images but train-labels-idx1-ubyte holds 99 "
+            "labels; they must match one to one",
+        ),
+        (
+            _label_out_of_range,
+            "t10k-labels-idx1-ubyte: label 10 at index 4 (2 out of range in all); idx labels lie "
+            "in 0..9",
+        ),
+        (
+            _gzipped_under_a_raw_name,
+            "t10k-images-idx3-ubyte: not an IDX image file: found 0x1f8b0800 where its magic "
+            "number 0x00000803 (unsigned bytes, 3 dimensions) belongs; the file is gzipped: "
+            "name it t10k-images-idx3-ubyte.gz",
+        ),
+    ],
+    ids=["wrong-magic", "truncated", "truncated-gzip", "count-mismatch", "label-range", "gz-raw"],
+)
+def test_broken_idx_files_are_refused_saying_which_and_why(
+    data_root: Path, damage: Callable[[Path], None], message: str
+) -> None:
+    _write_idx(data_root / "mnist")
+    damage(data_root / "mnist")
+    with pytest.raises(IdxFormatError) as info:
+        load_dataset(DatasetSpec(kind="idx", root="mnist"), data_root=data_root)
+    assert message in str(info.value)
+    assert isinstance(info.value, ValueError)  # reported like UnsafePickleError, never a crash
+
+
+def test_idx_layout_is_checked_by_file_names(data_root: Path) -> None:
+    spec = DatasetSpec(kind="idx", root="mnist")
+    _write_idx(data_root / "mnist", gz=True)
+    (data_root / "mnist" / "t10k-labels-idx1-ubyte.gz").rename(
+        data_root / "mnist" / "t10k-labels-idx1-ubyte"  # raw and gzipped may be mixed
+    )
+    assert check_dataset_files(spec, data_root) == (data_root / "mnist").resolve()
+    (data_root / "mnist" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataPathError) as info:
+        check_dataset_files(spec, data_root, field="dataset.root")
+    assert str(info.value) == (
+        "dataset.root: 'mnist' is not an IDX (MNIST-format) directory; missing "
+        "['t10k-labels-idx1-ubyte'] (each raw or gzipped, <name>.gz)"
+    )
+    _write_cifar10(data_root / "c10")
+    with pytest.raises(DataPathError, match=r"not an IDX .* missing \['train-images-idx3-ubyte'"):
+        check_dataset_files(DatasetSpec(kind="idx", root="c10"), data_root)
+
+
+def test_idx_paths_outside_the_data_root_are_refused(data_root: Path, tmp_path: Path) -> None:
+    _write_idx(tmp_path / "elsewhere")
+    for root in ("../elsewhere", str(tmp_path / "elsewhere")):
+        with pytest.raises(DataPathError, match="outside the data root"):
+            load_dataset(DatasetSpec(kind="idx", root=root), data_root=data_root)
+    (data_root / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(DataPathError, match="outside the data root"):
+        load_dataset(DatasetSpec(kind="fashion_mnist", root="link"), data_root=data_root)
+    # A file of the set that is a symlink leading out is refused too.
+    _write_idx(data_root / "mnist")
+    (data_root / "mnist" / "train-images-idx3-ubyte").unlink()
+    (data_root / "mnist" / "train-images-idx3-ubyte").symlink_to(
+        tmp_path / "elsewhere" / "train-images-idx3-ubyte"
+    )
+    with pytest.raises(DataPathError, match="outside the data root"):
+        load_dataset(DatasetSpec(kind="idx", root="mnist"), data_root=data_root)
+    # One leading to a file of another name inside the root is read, gzipped by its own name.
+    blob = data_root / "blobs" / "0a1b2c"
+    blob.parent.mkdir()
+    blob.write_bytes(
+        gzip.compress((tmp_path / "elsewhere" / "train-images-idx3-ubyte").read_bytes())
+    )
+    (data_root / "mnist" / "train-images-idx3-ubyte").unlink()
+    (data_root / "mnist" / "train-images-idx3-ubyte.gz").symlink_to(blob)
+    splits = load_dataset(DatasetSpec(kind="idx", root="mnist"), data_root=data_root)
+    assert len(splits.train) + len(splits.holdout) == 100
+
+
+@pytest.fixture
+def fake_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A small Fashion-MNIST "package" folder outside the data root, standing in for
+    /usr/share/datasets/fashion-mnist (so these tests need no package)."""
+    from nas.data import paths
+
+    folder = tmp_path / "share" / "fashion-mnist"
+    _write_idx(folder, gz=True, sizes=(40, 20))
+    monkeypatch.setattr(paths, "FASHION_MNIST_PACKAGE", folder)
+    return folder
+
+
+def test_fashion_mnist_without_root_reads_the_package(data_root: Path, fake_package: Path) -> None:
+    splits = load_dataset(DatasetSpec(kind="fashion_mnist", channels=1))  # no data root needed
+    assert splits.class_names == FASHION_NAMES
+    assert (len(splits.train) + len(splits.holdout), len(splits.val)) == (40, 20)
+    assert splits.train.augmentation == "pad_crop"
+    assert input_normalization(splits.spec) == ((pytest.approx(0.2860),), (pytest.approx(0.3530),))
+    # The same files under the data root, named by a root, read the same.
+    _write_idx(data_root / "fm", sizes=(40, 20))
+    own = load_dataset(DatasetSpec(kind="fashion_mnist", root="fm"), data_root=data_root)
+    assert own.class_names == FASHION_NAMES and own.spec.channels == 3
+    with pytest.raises(ValueError, match="data_root: required"):
+        load_dataset(DatasetSpec(kind="fashion_mnist", root="fm"))
+
+
+def test_only_the_package_folder_is_readable_outside_the_data_root(
+    data_root: Path, fake_package: Path, tmp_path: Path
+) -> None:
+    """The package's folder (resolved) may be named as a root, directly or by a symlink inside
+    the data root; its parent, a sibling, or a symlink leading anywhere else may not."""
+    (data_root / "to-package").symlink_to(fake_package, target_is_directory=True)
+    (data_root / "to-share").symlink_to(fake_package.parent, target_is_directory=True)
+    _write_idx(tmp_path / "share" / "other")
+    for root in (str(fake_package), "to-package", "to-share/fashion-mnist"):
+        spec = DatasetSpec(kind="fashion_mnist", root=root)
+        assert check_dataset_files(spec, data_root) == fake_package.resolve()
+        assert len(load_dataset(spec, data_root=data_root).val) == 20
+    for root in (
+        str(fake_package.parent),
+        "to-share",
+        "to-share/other",
+        str(tmp_path / "share/other"),
+    ):
+        with pytest.raises(DataPathError, match="outside the data root"):
+            check_dataset_files(DatasetSpec(kind="idx", root=root), data_root)
+
+
+def test_a_missing_package_names_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nas.data import paths
+
+    monkeypatch.setattr(paths, "FASHION_MNIST_PACKAGE", tmp_path / "not-installed")
+    with pytest.raises(DataPathError) as info:
+        check_dataset_files(DatasetSpec(kind="fashion_mnist"), None, field="dataset.root")
+    message = str(info.value)
+    assert message.startswith("dataset.kind: 'fashion_mnist' without a root reads the Debian ")
+    assert "apt-get install dataset-fashion-mnist" in message and "not-installed" in message
+    with pytest.raises(DataPathError, match="apt-get install dataset-fashion-mnist"):
+        load_dataset(DatasetSpec(kind="fashion_mnist"))
+
+
+def test_submission_checks_idx_folders_and_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_package: Path
+) -> None:
+    """POST /api/v1/jobs: a 422 naming the field for a wrong IDX folder or a missing package;
+    a job on the (installed) package is accepted."""
+    from fastapi.testclient import TestClient
+    from test_api_jobs import AUTH, SPEC, _settings
+
+    from nas.data import paths
+    from service.app import create_app
+    from service.migrate import upgrade_database
+
+    url = f"sqlite:///{tmp_path / 'var' / 'nas.db'}"
+    upgrade_database(url)
+    (tmp_path / "data" / "empty").mkdir(parents=True)
+    with TestClient(create_app(_settings(url, tmp_path)), raise_server_exceptions=False) as client:
+
+        def submit(dataset: dict[str, Any]) -> Any:
+            return client.post("/api/v1/jobs", json={**SPEC, "dataset": dataset}, headers=AUTH)
+
+        accepted = submit({"kind": "fashion_mnist", "channels": 1})
+        assert accepted.status_code == 201, accepted.text
+        refused = submit({"kind": "idx", "root": "empty"})
+        assert refused.status_code == 422
+        (error,) = refused.json()["detail"]
+        assert error["field"] == "dataset.root" and "not an IDX" in error["msg"]
+        monkeypatch.setattr(paths, "FASHION_MNIST_PACKAGE", tmp_path / "not-installed")
+        missing = submit({"kind": "fashion_mnist"})
+        assert missing.status_code == 422
+        (error,) = missing.json()["detail"]
+        assert error["field"] == "dataset.kind"
+        assert "apt-get install dataset-fashion-mnist" in error["msg"]
+
+
+def test_idx_kind_fields_and_their_json_schema() -> None:
+    import jsonschema
+
+    with pytest.raises(ValidationError, match="root: required for kind 'idx'"):
+        DatasetSpec(kind="idx")
+    with pytest.raises(ValidationError, match="root: empty"):
+        DatasetSpec(kind="fashion_mnist", root="")
+    with pytest.raises(ValidationError, match="num_samples/num_classes"):
+        DatasetSpec(kind="fashion_mnist", num_classes=10)
+    assert DatasetSpec(kind="fashion_mnist").root is None
+    assert DatasetSpec(kind="idx", root="m", augment=True).augmentation == "pad_crop"
+    schema = DatasetSpec.model_json_schema()
+    branches = schema.pop("oneOf")
+    for body, valid in [
+        ({"kind": "fashion_mnist"}, True),
+        ({"kind": "fashion_mnist", "root": "fm"}, True),
+        ({"kind": "idx", "root": "m"}, True),
+        ({"kind": "idx"}, False),
+        ({"kind": "fashion_mnist", "root": ""}, False),
+        ({"kind": "fashion_mnist", "num_samples": 100}, False),
+    ]:
+        matching = sum(jsonschema.Draft202012Validator(b).is_valid(body) for b in branches)
+        assert (matching == 1) is valid, body
+
+
+def test_fashion_mnist_from_the_debian_package(fashion_mnist_root: Path) -> None:
+    """The installed package, read whole: 60,000 train and 10,000 t10k images, balanced, and
+    the normalisation written in datasets.py is the train set's (4 decimals)."""
+    spec = DatasetSpec(kind="fashion_mnist", channels=1, resolution=28)
+    splits = load_dataset(spec)
+    assert (len(splits.train), len(splits.holdout), len(splits.val)) == (54_000, 6_000, 10_000)
+    assert splits.class_names == FASHION_NAMES
+    train = splits.train.source
+    assert train.images.dtype == torch.uint8 and train.images.shape == (60_000, 1, 28, 28)
+    assert np.array_equal(np.bincount(train.targets), [6_000] * 10)
+    pixels = train.images.double() / 255
+    (mean,), (std,) = input_normalization(spec)
+    assert round(pixels.mean().item(), 4) == mean and round(pixels.std().item(), 4) == std
+
+
+def test_fashion_mnist_example_is_a_valid_submission() -> None:
+    """examples/fashion-mnist-ofa.yaml (tests/test_examples.py covers the digits ones)."""
+    import yaml
+
+    import search_spaces
+    from nas.hardware import BUILTIN_NAMES
+    from nas.training.schedules import build_phases
+    from service.api.schemas.jobs import JobCreate
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "fashion-mnist-ofa.yaml"
+    job = JobCreate.model_validate(yaml.safe_load(path.read_text()))
+    assert job.space == "ofa_mbv3" and job.preset == "tiny"
+    assert (job.dataset.kind, job.dataset.root, job.dataset.channels) == ("fashion_mnist", None, 1)
+    space = search_spaces.get(job.space, preset="tiny")
+    assert job.dataset.resolution in space.resolutions
+    assert set(job.devices) == set(BUILTIN_NAMES)
+    assert all(job.search.budgets[name].latency_ms is not None for name in BUILTIN_NAMES)
+    assert build_phases(job.training, job.training.schedule or space.default_training[0])

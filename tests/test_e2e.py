@@ -1,7 +1,9 @@
-"""The product end to end through HTTP, on a real local Ray and a real database (SQLite and
-PostgreSQL): register a device, submit a tiny job, watch it succeed, read a non-empty Pareto
-front per device, specialize for a new budget in seconds, download the ONNX file and run it
-with onnxruntime on a val image (and check it against the downloaded PyTorch package)."""
+"""The product end to end through HTTP, on a real local Ray and a real SQLite database (what
+``make run`` uses; a whole job on PostgreSQL is ``test_faults``' restart test, and the storage
+layer runs on both in ``test_storage`` and the API tests): register a device, submit a tiny
+job, watch it succeed, read a non-empty Pareto front per device, specialize for a new budget
+in seconds, download the ONNX file and run it with onnxruntime on a val image (and check it
+against the downloaded PyTorch package)."""
 
 from __future__ import annotations
 
@@ -81,6 +83,7 @@ def _spec(host_tables: Path) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_submit_search_specialize_download_and_run(
     ray_local: None, host_tables: Path, database_url: str, tmp_path: Path
 ) -> None:

@@ -58,6 +58,15 @@ def small() -> DatasetSplits:
 
 
 @pytest.fixture(scope="module")
+def small_augmented() -> DatasetSplits:
+    """``small`` read by a DataLoader worker process and augmented (pad, crop, flip)."""
+    spec = DatasetSpec(
+        kind="synthetic", num_samples=400, resolution=24, augment="pad_crop_flip", num_workers=1
+    )
+    return load_dataset(spec)
+
+
+@pytest.fixture(scope="module")
 def sandwich_run(digits: DatasetSplits) -> tuple[SupernetTrainer, float, list[TrainingProgress]]:
     """One digits epoch of the sandwich rule, shared by the tests that need a trained supernet."""
     space = search_spaces.get("ofa_mbv3", preset="tiny")
@@ -249,15 +258,15 @@ def test_bn_recalibration_changes_statistics_and_helps_a_shrunk_subnet(
     space, supernet = trainer.space, trainer.supernet
     smallest = space.sample(np.random.default_rng(0), "min")
     # the shared statistics a subnet would use without recalibration: a mixture of all subnets
-    trainer.train_step(*trainer.train_source.batch(range(32)), lr=0.0)
+    trainer.train_step(*next(trainer.train_batches.epoch(0)), lr=0.0)
     supernet.set_active(smallest)
     stale = [bn.running_mean.clone() for bn in batch_norms(supernet)]
-    stale_acc = accuracy(supernet, trainer.val_batches(), smallest.resolution)
+    stale_acc = accuracy(supernet, trainer.val_batches, smallest.resolution)
     batches = trainer.calibration_batches()
     recalibrate_bn(supernet, smallest, batches, len(batches))
     fresh = [bn.running_mean for bn in batch_norms(supernet)]
     assert any(not torch.allclose(a, b) for a, b in zip(stale, fresh, strict=True))
-    assert accuracy(supernet, trainer.val_batches(), smallest.resolution) > stale_acc + 5
+    assert accuracy(supernet, trainer.val_batches, smallest.resolution) > stale_acc + 5
     assert all(bn.momentum is not None for bn in batch_norms(supernet))  # restored
 
 
@@ -271,8 +280,13 @@ def test_bn_recalibration_changes_statistics_and_helps_a_shrunk_subnet(
     ids=["single_stage-complexity_aware", "progressive_shrinking-sandwich"],
 )
 def test_resume_after_sigterm_matches_an_uninterrupted_run(
-    small: DatasetSplits, tmp_path: Path, space_name: str, overrides: dict, stop_step: int
+    small_augmented: DatasetSplits,
+    tmp_path: Path,
+    space_name: str,
+    overrides: dict,
+    stop_step: int,
 ) -> None:
+    small = small_augmented
     space = search_spaces.get(space_name, preset="tiny")
     config = TrainingConfig(batch_size=32, dropout=0.2, **FAST, **overrides)
     full = SupernetTrainer(space, small, config).fit()

@@ -128,7 +128,7 @@ BAD_SPECS: dict[str, tuple[dict[str, Any], str, str, str]] = {
         {"dataset": {"kind": "mnist"}},
         "dataset.kind",
         "(got 'mnist')",
-        "'digits', 'cifar10', 'cifar100', 'imagefolder' or 'synthetic'",
+        "'digits', 'cifar10', 'cifar100', 'imagefolder', 'synthetic', 'idx' or 'fashion_mnist'",
     ),
     "device listed twice": (
         {"devices": [TORCH, TORCH]},

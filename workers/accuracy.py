@@ -41,6 +41,30 @@ class AccuracyDatasetJob(BaseModel):
     num_actors: int = Field(default=2, ge=1, le=1024)
     chunk_size: int = Field(default=8, ge=1, le=10_000, description="Subnets per actor call.")
     torch_threads: int = Field(default=1, ge=1, le=256, description="Intra-op threads per actor.")
+    num_gpus: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="GPU share per actor; with one, the actor evaluates there (bf16).",
+    )
+
+
+#: The GPU share an evaluator actor takes by default when the cluster has GPUs: four actors
+#: per GPU keep it busy while each one's CPU side (loading, recalibration bookkeeping) runs.
+DEFAULT_EVALUATOR_GPUS = 0.25
+
+
+def evaluator_gpus(requested: float | None, cluster_gpus: float) -> float:
+    """The GPU share each evaluator actor asks Ray for: ``requested`` when set (0 = CPU), else
+    ``DEFAULT_EVALUATOR_GPUS`` on a cluster with GPUs and 0 on one without."""
+    if requested is not None:
+        if requested > 0 and cluster_gpus <= 0:
+            raise ValueError(
+                f"placement.evaluator_gpus: {requested} asks for a GPU share, but the Ray "
+                "cluster has no GPU; use 0 or leave it unset"
+            )
+        return requested
+    return DEFAULT_EVALUATOR_GPUS if cluster_gpus > 0 else 0.0
 
 
 def _space(job: AccuracyDatasetJob, data: Any) -> Any:
@@ -107,7 +131,7 @@ class SubnetEvaluatorPool:
         import ray
 
         self.job = job
-        actor_class = ray.remote(num_cpus=1)(SubnetEvaluator)
+        actor_class = ray.remote(num_cpus=1, num_gpus=job.num_gpus)(SubnetEvaluator)
         payload = job.model_dump(mode="json")
         root = None if data_root is None else str(data_root)
         self._actors = [actor_class.remote(payload, root) for _ in range(job.num_actors)]

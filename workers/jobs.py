@@ -174,6 +174,20 @@ def run_training(ctx: StageContext) -> None:
     checkpoint = job.output_dir / CHECKPOINT_NAME
     if checkpoint.exists():
         ctx.log("resuming training from the last checkpoint")
+    data = request.dataset
+    workers = "auto" if data.num_workers is None else str(data.num_workers)
+    ctx.metrics(
+        key="training/data",
+        message=f"data: {data.kind} at {data.resolution} px, train augmentation "
+        f"{data.augmentation}, loader workers {workers}",
+        data={
+            "dataset": data.kind,
+            "resolution": data.resolution,
+            "channels": data.channels,
+            "augmentation": data.augmentation,
+            "num_workers": data.num_workers,
+        },
+    )
 
     def report(event: dict[str, Any]) -> None:
         ctx.progress(event["step"] / max(event["total_steps"], 1))

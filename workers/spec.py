@@ -188,6 +188,15 @@ class WorkerPlacement(BaseModel):
         },
     )
 
+    evaluator_gpus: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Share of a GPU each evaluator actor (BN recalibration + evaluation of "
+        "subnets for the predictor and the search) reserves; unset = 0.25 when the cluster "
+        "has GPUs, else 0 (CPU). 0 keeps evaluation on CPUs.",
+    )
+
     @field_validator("resources_per_worker")
     @classmethod
     def _check_resources(cls, resources: dict[str, float]) -> dict[str, float]:

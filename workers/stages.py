@@ -54,10 +54,13 @@ def pool_size(wanted: int) -> int:
 
 def accuracy_job(ctx: StageContext, num_subnets: int) -> Any:
     """The ``workers.accuracy`` job that measures this job's subnets on the holdout split."""
-    from workers.accuracy import AccuracyDatasetJob
+    import ray
+
+    from workers.accuracy import AccuracyDatasetJob, evaluator_gpus
     from workers.trained import checkpoint_path
 
     request = ctx.request
+    gpus = evaluator_gpus(request.placement.evaluator_gpus, ray.cluster_resources().get("GPU", 0.0))
     return AccuracyDatasetJob(
         space=request.space,
         preset=request.preset,
@@ -67,6 +70,7 @@ def accuracy_job(ctx: StageContext, num_subnets: int) -> Any:
         seed=request.search.seed,
         num_actors=pool_size(max(1, num_subnets // 8)),
         chunk_size=4,
+        num_gpus=gpus,
     )
 
 

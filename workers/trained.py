@@ -103,13 +103,14 @@ class TrainedJob:
             return self.val(archs)
 
     def extract(self, arch: Any) -> Any:
-        """The static subnet of ``arch`` with its own recalibrated BN statistics, eval mode."""
+        """The static subnet of ``arch`` with its own recalibrated BN statistics, eval mode, on
+        the CPU (exports and host timing run there, wherever the supernet evaluates)."""
         from nas.training import recalibrate_bn
 
         with self.lock:
             val = self.val
             recalibrate_bn(val.supernet, arch, val.calibration, val.num_batches)
-            return self.space.extract(val.supernet, arch).eval()
+            return self.space.extract(val.supernet, arch).cpu().eval()
 
 
 _cache: OrderedDict[tuple[Any, ...], TrainedJob] = OrderedDict()

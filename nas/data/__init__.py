@@ -16,25 +16,39 @@ from nas.data.datasets import (
     stratified_split,
 )
 from nas.data.paths import DataPathError, resolve_inside
-from nas.data.readers import check_dataset_files
+from nas.data.readers import IdxFormatError, check_dataset_files
 from nas.data.safe_pickle import UnsafePickleError, safe_load
 from nas.data.spec import DatasetKind, DatasetSpec
-from nas.data.transforms import random_crop_flip, resize_batch
+from nas.data.transforms import (
+    AUGMENTATIONS,
+    Augmentation,
+    Normalizer,
+    pad_crop,
+    random_resized_crop,
+    resize_batch,
+    resize_centre_crop,
+)
 
 __all__ = [
+    "AUGMENTATIONS",
+    "Augmentation",
     "DataPathError",
     "DatasetKind",
     "DatasetSpec",
     "DatasetSplits",
     "DatasetSummary",
+    "IdxFormatError",
+    "Normalizer",
     "SplitDataset",
     "SplitSummary",
     "UnsafePickleError",
     "check_dataset_files",
     "input_normalization",
     "load_dataset",
-    "random_crop_flip",
+    "pad_crop",
+    "random_resized_crop",
     "resize_batch",
+    "resize_centre_crop",
     "resolve_inside",
     "safe_load",
     "stratified_split",

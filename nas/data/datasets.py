@@ -15,16 +15,23 @@ import torch
 from pydantic import BaseModel
 from torch.utils.data import Dataset
 
-from nas.data.readers import read_cifar, read_digits, read_imagefolder, read_synthetic
+from nas.data.readers import read_cifar, read_digits, read_idx, read_imagefolder, read_synthetic
 from nas.data.sources import ImageSource, RawDataset
 from nas.data.spec import PATH_KINDS, DatasetSpec
-from nas.data.transforms import random_crop_flip
+from nas.data.transforms import (
+    Augmentation,
+    Normalizer,
+    eval_transform,
+    train_transform,
+)
 
 # Per-channel mean/std of each kind's images in [0, 1]; CIFAR's are the usual published ones.
 _NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "imagefolder": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # Grey: one value per channel, the packaged train set's 60,000 28x28 images.
+    "fashion_mnist": ((0.2860, 0.2860, 0.2860), (0.3530, 0.3530, 0.3530)),
 }
 _DEFAULT_NORMALIZATION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
@@ -39,7 +46,14 @@ def input_normalization(spec: DatasetSpec) -> tuple[tuple[float, ...], tuple[flo
 
 
 class SplitDataset(Dataset[tuple[torch.Tensor, int]]):
-    """A subset of a source: normalised float CHW images, augmented only when asked."""
+    """A subset of a source with its transform: ``dataset[i]`` is a normalised float CHW image
+    (for a notebook or a quick look), ``dataset.raw[i]`` the uint8 image that the input
+    pipeline (``nas.data.loading``) ships and normalises per batch on the device.
+
+    An item may be ``(index, seed)``: the augmentation then draws from a generator seeded with
+    ``seed`` alone, which is how the pipeline makes an epoch's pixels independent of the
+    number of worker processes and of where a run resumed.
+    """
 
     def __init__(
         self,
@@ -48,31 +62,84 @@ class SplitDataset(Dataset[tuple[torch.Tensor, int]]):
         *,
         mean: tuple[float, ...],
         std: tuple[float, ...],
-        augment: bool,
+        resolution: int,
+        augmentation: Augmentation,
     ) -> None:
         self.source = source
         self.indices = indices.astype(np.int64, copy=False)
         self.targets = source.targets[self.indices]
-        self.augment = augment
-        self._scale = (1.0 / (255.0 * torch.tensor(std))).view(-1, 1, 1)
-        self._shift = (torch.tensor(mean) / torch.tensor(std)).view(-1, 1, 1)
+        self.augmentation: Augmentation = augmentation
+        self.resolution = resolution
+        self.normalizer = Normalizer(mean, std)
+        photos = source.photos
+        self.transform = (
+            train_transform(augmentation, resolution=resolution, photos=photos)
+            if self.augment
+            else eval_transform(resolution=resolution, photos=photos)
+        )
+        self.raw = RawItems(self)
+
+    @property
+    def augment(self) -> bool:
+        return self.augmentation != "none"
+
+    @property
+    def in_memory(self) -> bool:
+        """Images decoded already (nothing for loader worker processes to speed up)."""
+        return not self.source.photos
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
-        image = self.source.image(int(self.indices[item]))
-        channels = image.shape[0]
-        x = image.float() * self._scale[:channels] - self._shift[:channels]
-        if self.augment:
-            x = random_crop_flip(x, padding=max(1, x.shape[-1] // 8))
-        return x, int(self.targets[item])
+    def uint8_item(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        position, seed = item if isinstance(item, tuple) else (item, None)
+        generator = None
+        if seed is not None and self.augment:
+            generator = torch.Generator().manual_seed(int(seed))
+        image = self.source.image(int(self.indices[position]))
+        return self.transform(image, generator), int(self.targets[position])
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:  # type: ignore[override]
+        image, label = self.uint8_item(item)
+        return self.normalizer(image), label
+
+
+class RawItems(Dataset[tuple[torch.Tensor, int]]):
+    """The uint8 view of a ``SplitDataset`` (what a ``DataLoader`` collates)."""
+
+    def __init__(self, split: SplitDataset) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:  # type: ignore[override]
+        return self.split.uint8_item(item)
+
+    def __getitems__(self, items: list[int | tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch: ``(uint8 images (N, C, H, W), int64 labels)``. Images in memory at
+        the base resolution and not augmented are gathered in one indexing."""
+        split = self.split
+        positions = np.fromiter(
+            (i[0] if isinstance(i, tuple) else i for i in items), dtype=np.int64, count=len(items)
+        )
+        labels = torch.from_numpy(split.targets[positions])
+        images = getattr(split.source, "images", None)
+        if (
+            images is not None
+            and not split.augment
+            and images.shape[-1] == split.resolution
+            and images.shape[-2] == split.resolution
+        ):
+            return images[torch.from_numpy(split.indices[positions])], labels
+        return torch.stack([split.uint8_item(i)[0] for i in items]), labels
 
 
 class SplitSummary(BaseModel):
     name: str
     size: int
     augment: bool
+    augmentation: Augmentation = "none"
 
 
 class DatasetSummary(BaseModel):
@@ -112,7 +179,7 @@ class DatasetSplits:
 
     def summary(self) -> DatasetSummary:
         splits = [
-            SplitSummary(name=name, size=len(ds), augment=ds.augment)
+            SplitSummary(name=name, size=len(ds), augment=ds.augment, augmentation=ds.augmentation)
             for name, ds in (("train", self.train), ("val", self.val), ("holdout", self.holdout))
         ]
         return DatasetSummary(
@@ -148,6 +215,8 @@ def _read(spec: DatasetSpec, data_root: Path | None) -> RawDataset:
         "cifar10": lambda: read_cifar(spec, data_root),  # type: ignore[arg-type]
         "cifar100": lambda: read_cifar(spec, data_root),  # type: ignore[arg-type]
         "imagefolder": lambda: read_imagefolder(spec, data_root),  # type: ignore[arg-type]
+        "idx": lambda: read_idx(spec, data_root),
+        "fashion_mnist": lambda: read_idx(spec, data_root),
     }
     return readers[spec.kind]()
 
@@ -172,6 +241,10 @@ def load_dataset(spec: DatasetSpec, *, data_root: str | Path | None = None) -> D
         raw.train.targets[all_train], spec.holdout_fraction, rng
     )
     train_idx, holdout_idx = all_train[in_train], all_train[holdout_pos]
+    limit = spec.max_train_images
+    if limit is not None and train_idx.size > limit:
+        _, kept = stratified_split(raw.train.targets[train_idx], limit / train_idx.size, rng)
+        train_idx = train_idx[kept]
     if train_idx.size == 0 or val_idx.size == 0:
         raise ValueError(
             "val_fraction/holdout_fraction: leave at least one image in every split "
@@ -179,13 +252,20 @@ def load_dataset(spec: DatasetSpec, *, data_root: str | Path | None = None) -> D
         )
     mean, std = input_normalization(spec)
 
-    def split(source: ImageSource, indices: np.ndarray, augment: bool) -> SplitDataset:
-        return SplitDataset(source, indices, mean=mean, std=std, augment=augment)
+    def split(source: ImageSource, indices: np.ndarray, policy: Augmentation) -> SplitDataset:
+        return SplitDataset(
+            source,
+            indices,
+            mean=mean,
+            std=std,
+            resolution=spec.resolution,
+            augmentation=policy,
+        )
 
     return DatasetSplits(
         spec=spec,
-        train=split(raw.train, train_idx, spec.augment_train),
-        val=split(val_source, val_idx, False),
-        holdout=split(raw.train, holdout_idx, False),
+        train=split(raw.train, train_idx, spec.augmentation),
+        val=split(val_source, val_idx, "none"),
+        holdout=split(raw.train, holdout_idx, "none"),
         class_names=raw.class_names,
     )

@@ -1,21 +1,27 @@
 """One reader per dataset kind; each returns a ``RawDataset`` of uint8 images.
 
-CIFAR is the "python version" (pickled batches), read with the restricted unpickler.
+CIFAR is the "python version" (pickled batches), read with the restricted unpickler; IDX is
+the MNIST file format (``idx``, and ``fashion_mnist`` from the Debian package
+``dataset-fashion-mnist`` or a folder under the data root), parsed with numpy.
 """
 
 from __future__ import annotations
 
+import gzip
 import reprlib
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from nas.data.paths import DataPathError, resolve_inside
+from nas.data import paths
+from nas.data.paths import FASHION_MNIST_APT, DataPathError, resolve_inside
 from nas.data.safe_pickle import UnsafePickleError, safe_load
 from nas.data.sources import ArraySource, FileSource, RawDataset, to_uint8_images
-from nas.data.spec import DatasetSpec
+from nas.data.spec import OPTIONAL_ROOT_KINDS, DatasetSpec
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
@@ -104,14 +110,22 @@ _CIFAR_LAYOUTS = {
 }
 
 
-def check_dataset_files(spec: DatasetSpec, data_root: Path, *, field: str = "root") -> Path:
+def check_dataset_files(spec: DatasetSpec, data_root: Path | None, *, field: str = "root") -> Path:
     """Resolve ``spec.root`` inside ``data_root`` and check, by file names alone (nothing is
     decoded, so it is cheap), that it holds data of its kind; the resolved root.
+
+    ``fashion_mnist`` without a root checks the installed package's folder instead (a
+    ``DataPathError`` naming the sibling ``kind`` field of ``field`` and the ``apt-get install``
+    command when it is missing); ``data_root`` is only needed when there is a root.
 
     The readers start with it, and the service runs it when a job is submitted, so that an
     empty or wrong folder is refused then and not at the job's first epoch.
     """
+    if spec.root is None and spec.kind in OPTIONAL_ROOT_KINDS:
+        return _check_packaged_fashion_mnist(spec, field)
     assert spec.root is not None  # guaranteed by DatasetSpec for the kinds read from files
+    if data_root is None:
+        raise ValueError(f"data_root: required to read kind {spec.kind!r} from {spec.root!r}")
     root = resolve_inside(data_root, spec.root, field=field)
     shown = f"{field}: {reprlib.repr(spec.root)}"
     try:
@@ -122,6 +136,16 @@ def check_dataset_files(spec: DatasetSpec, data_root: Path, *, field: str = "roo
             if missing:
                 raise DataPathError(
                     f"{shown} is not a {spec.kind} python-version directory; missing {missing}"
+                )
+            return root
+        if spec.kind in IDX_KINDS:
+            if not root.is_dir():
+                raise DataPathError(f"{shown} is not a directory")
+            missing = _missing_idx_files(root)
+            if missing:
+                raise DataPathError(
+                    f"{shown} is not an IDX (MNIST-format) directory; missing {missing} "
+                    "(each raw or gzipped, <name>.gz)"
                 )
             return root
         if not root.is_dir():
@@ -137,6 +161,29 @@ def check_dataset_files(spec: DatasetSpec, data_root: Path, *, field: str = "roo
     except OSError as exc:  # a folder that cannot be listed
         raise DataPathError(f"{shown} cannot be read: {exc.strerror or exc}") from None
     return root
+
+
+def _sibling(field: str, name: str) -> str:
+    """``dataset.root`` -> ``dataset.kind``: the field of the same object called ``name``."""
+    parent, dot, _ = field.rpartition(".")
+    return f"{parent}{dot}{name}"
+
+
+def _check_packaged_fashion_mnist(spec: DatasetSpec, field: str) -> Path:
+    folder = paths.FASHION_MNIST_PACKAGE
+    try:
+        missing = _missing_idx_files(folder) if folder.is_dir() else None
+    except OSError:
+        missing = None
+    if missing is None or missing:
+        lacks = f"no folder {str(folder)!r}" if missing is None else f"{folder} lacks {missing}"
+        raise DataPathError(
+            f"{_sibling(field, 'kind')}: {spec.kind!r} without a root reads the Debian package "
+            f"dataset-fashion-mnist, which is not installed here ({lacks}); install it "
+            f"({FASHION_MNIST_APT}) on every machine that runs jobs, or give a root: a folder "
+            "under the data root holding the four IDX files"
+        )
+    return folder.resolve()
 
 
 def _holds_images(folder: Path) -> bool:
@@ -163,6 +210,165 @@ def read_cifar(spec: DatasetSpec, data_root: Path) -> RawDataset:
         val=read([layout.test_file]),
         class_names=_cifar_names(root / layout.meta_file, layout.names_key, count),
     )
+
+
+class IdxFormatError(ValueError):
+    """An IDX (MNIST-format) file that is not what its name says: another magic number, fewer
+    bytes than its header promises, labels that do not match the images one to one."""
+
+
+#: The kinds read from IDX files, with their class names (the label is the index).
+IDX_KINDS: dict[str, tuple[str, ...]] = {
+    "idx": tuple(str(i) for i in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+#: Each split's (images, labels) files under the root, raw or gzipped (``<name>.gz``); the
+#: t10k (test) files are the val split, as CIFAR's test batch is.
+_IDX_SPLITS: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_IMAGES = 0x00000803  # unsigned bytes (0x08), 3 dimensions: images, rows, columns
+_IDX_LABELS = 0x00000801  # unsigned bytes (0x08), 1 dimension: labels
+_IDX_MAX_SIDE = 4096
+_IDX_MAX_BYTES = 8 * 2**30  # what a generated (synthetic) dataset may take too
+_READ_CHUNK = 2**20
+_RESIZE_CHUNK = 2048  # images resized per float batch: never a float copy of a whole split
+
+
+def _idx_file(root: Path, name: str) -> Path:
+    """``root/name`` when it is a file, else ``root/name.gz``."""
+    raw = root / name
+    return raw if raw.is_file() else root / f"{name}.gz"
+
+
+def _missing_idx_files(root: Path) -> list[str]:
+    names = [name for pair in _IDX_SPLITS.values() for name in pair]
+    return [n for n in names if not _idx_file(root, n).is_file()]
+
+
+def _read_into(fh: Any, out: np.ndarray) -> int:
+    """Fill the flat uint8 ``out`` from ``fh`` in chunks; the number of bytes there were."""
+    view = memoryview(out)
+    filled = 0
+    while filled < len(view):
+        got = fh.readinto(view[filled : filled + _READ_CHUNK])
+        if not got:
+            break
+        filled += got
+    return filled
+
+
+def _read_idx(path: Path, name: str, *, images: bool) -> tuple[tuple[int, ...], np.ndarray]:
+    """``(dims, flat uint8 data)`` of the IDX file ``path`` of unsigned bytes, called ``name``
+    in its folder (gzipped when that ends with ``.gz``): images (N, rows, columns) or labels
+    (N,). The header is big-endian: a magic number whose last bytes are the type (0x08) and the
+    number of dimensions, then each dimension as a uint32."""
+    magic, ndim, what = (_IDX_IMAGES, 3, "image") if images else (_IDX_LABELS, 1, "label")
+    try:
+        with gzip.open(path, "rb") if name.endswith(".gz") else path.open("rb") as fh:
+            head = fh.read(4)
+            found = int.from_bytes(head, "big") if len(head) == 4 else None
+            if found != magic:
+                shown = f"0x{found:08x}" if found is not None else f"only {len(head)} byte(s)"
+                gzipped = head[:2] == b"\x1f\x8b"
+                raise IdxFormatError(
+                    f"{name}: not an IDX {what} file: found {shown} where its magic number "
+                    f"0x{magic:08x} (unsigned bytes, {ndim} dimension{'s' if ndim > 1 else ''}) "
+                    "belongs" + (f"; the file is gzipped: name it {name}.gz" if gzipped else "")
+                )
+            raw_dims = fh.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise IdxFormatError(
+                    f"{name}: truncated: the header ends after {4 + len(raw_dims)} bytes; an "
+                    f"IDX {what} file's header has {4 + 4 * ndim}"
+                )
+            dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
+            if images and not all(1 <= side <= _IDX_MAX_SIDE for side in dims[1:]):
+                raise IdxFormatError(
+                    f"{name}: its header says images of {dims[1]}x{dims[2]}; each side must "
+                    f"lie in 1..{_IDX_MAX_SIDE}"
+                )
+            count = int(np.prod(dims, dtype=np.int64))
+            if count > _IDX_MAX_BYTES:
+                raise IdxFormatError(
+                    f"{name}: its header says {count:,} bytes of data; at most "
+                    f"{_IDX_MAX_BYTES // 2**30} GiB are read"
+                )
+            data = np.empty(count, dtype=np.uint8)
+            got = _read_into(fh, data)
+    except EOFError as exc:  # a gzip stream cut short
+        raise IdxFormatError(f"{name}: truncated: {exc}") from None
+    except (OSError, zlib.error) as exc:  # not gzip after all, or a damaged stream
+        raise IdxFormatError(f"{name}: cannot be read: {exc}") from None
+    if got < count:
+        promised = (
+            f"{dims[0]:,} images of {dims[1]}x{dims[2]} ({count:,} bytes of pixels)"
+            if images
+            else f"{dims[0]:,} labels ({count:,} bytes)"
+        )
+        raise IdxFormatError(
+            f"{name}: truncated: its header says {promised}, the file holds {got:,} after "
+            "the header"
+        )
+    return dims, data
+
+
+def _idx_images(pixels: np.ndarray, dims: tuple[int, ...], spec: DatasetSpec) -> torch.Tensor:
+    """(N, channels, resolution, resolution) uint8, resized a chunk at a time."""
+    n, rows, cols = dims
+    images = torch.from_numpy(pixels).view(n, 1, rows, cols)
+    side = spec.resolution
+    if (rows, cols) != (side, side):
+        resized = torch.empty((n, 1, side, side), dtype=torch.uint8)
+        for start in range(0, n, _RESIZE_CHUNK):
+            chunk = images[start : start + _RESIZE_CHUNK]
+            resized[start : start + _RESIZE_CHUNK] = to_uint8_images(
+                chunk, resolution=side, channels=1
+            )
+        images = resized
+    if spec.channels != 1:  # grey copied to every channel: a uint8 copy, no float
+        images = to_uint8_images(images, resolution=side, channels=spec.channels)
+    return images
+
+
+def read_idx(spec: DatasetSpec, data_root: Path | None) -> RawDataset:
+    """IDX files (``idx``, ``fashion_mnist``): train from ``train-*``, val from ``t10k-*``."""
+    root = check_dataset_files(spec, data_root)
+    # Each file resolved again (a file symlink inside the root must not lead out of it).
+    base = root if spec.root is None or data_root is None else data_root
+    names = IDX_KINDS[spec.kind]
+
+    def read(split: str) -> ArraySource:
+        image_file, label_file = (_idx_file(root, name) for name in _IDX_SPLITS[split])
+        dims, pixels = _read_idx(resolve_inside(base, image_file), image_file.name, images=True)
+        _, labels = _read_idx(resolve_inside(base, label_file), label_file.name, images=False)
+        if labels.shape[0] != dims[0]:
+            raise IdxFormatError(
+                f"{image_file.name} holds {dims[0]:,} images but {label_file.name} holds "
+                f"{labels.shape[0]:,} labels; they must match one to one"
+            )
+        wrong = np.flatnonzero(labels >= len(names))
+        if wrong.size:
+            raise IdxFormatError(
+                f"{label_file.name}: label {int(labels[wrong[0]])} at index {int(wrong[0])} "
+                f"({wrong.size:,} out of range in all); {spec.kind} labels lie in "
+                f"0..{len(names) - 1}"
+            )
+        return ArraySource(_idx_images(pixels, dims, spec), labels.astype(np.int64))
+
+    return RawDataset(train=read("train"), val=read("val"), class_names=list(names))
 
 
 def _scan_classes(

@@ -10,7 +10,7 @@ the whole range.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 EvalSplit = Literal["holdout", "val"]
 Batch = tuple[Any, Any]
+Batches = Collection[Batch]
+"""Re-iterable batches with a length (a list, or ``nas.data.loading`` batches)."""
 
 
 class AccuracyRecord(BaseModel):
@@ -110,14 +112,14 @@ class SupernetAccuracy:
         self,
         supernet: Any,
         *,
-        calibration: Sequence[Batch],
-        eval_batches: Sequence[Batch],
+        calibration: Batches,
+        eval_batches: Batches,
         num_batches: int,
     ) -> None:
-        if not calibration or not eval_batches:
+        if not len(calibration) or not len(eval_batches):
             raise ValueError("calibration/eval_batches: need at least one batch each")
         self.supernet = supernet
-        self.calibration, self.eval_batches = list(calibration), list(eval_batches)
+        self.calibration, self.eval_batches = calibration, eval_batches
         self.num_batches = num_batches
 
     @classmethod
@@ -129,31 +131,42 @@ class SupernetAccuracy:
         *,
         split: EvalSplit = "holdout",
         eval_batch_size: int = 256,
+        device: str | None = None,
     ) -> SupernetAccuracy:
-        """Rebuild the supernet of a training checkpoint (``nas.training.load_checkpoint``);
-        BN recalibrates on the same fixed train batches the trainer used."""
+        """Rebuild the supernet of a training checkpoint (``nas.training.load_checkpoint``) on
+        ``device`` (a GPU when there is one); BN recalibrates on the same fixed train batches
+        the trainer used, and the eval split streams through a loader on every call."""
         import torch
 
+        from nas.data.loading import EvalBatches, FixedBatches
         from nas.training import TrainingConfig
-        from nas.training.data import BatchSource
 
         config = TrainingConfig.model_validate(state["config"])
+        where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         supernet = space.build_supernet(num_classes=data.num_classes, in_channels=data.in_channels)
         supernet.load_state_dict(state["model"])
-        supernet.eval()
-        calibration = BatchSource(data.train).fixed_batches(
+        supernet.to(where).eval()
+        on_gpu = where.type == "cuda"
+        if on_gpu:
+            supernet.to(memory_format=torch.channels_last)
+        calibration = FixedBatches(
+            data.train,
             batch_size=config.batch_size,
             num_batches=config.bn_recalibration_batches,
             seed=config.seed,
+            device=where,
+            channels_last=on_gpu,
         )
-        source = BatchSource(data.holdout if split == "holdout" else data.val, augment=False)
-        if len(source) == 0:
+        evaluated = data.holdout if split == "holdout" else data.val
+        if len(evaluated) == 0:
             raise ValueError(f"split: the {split!r} split is empty; allowed values: holdout, val")
-        order = torch.arange(len(source))
-        batches = [
-            source.batch(order[i : i + eval_batch_size])
-            for i in range(0, len(source), eval_batch_size)
-        ]
+        batches = EvalBatches(
+            evaluated,
+            batch_size=eval_batch_size,
+            num_workers=data.spec.num_workers,
+            device=where,
+            channels_last=on_gpu,
+        )
         return cls(
             supernet,
             calibration=calibration,

@@ -20,6 +20,11 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 _BN_TYPES = (DynamicBatchNorm2d, nn.modules.batchnorm._BatchNorm)
 
 
+def _autocast(device: torch.device) -> torch.autocast:
+    """bf16 on a GPU (BN statistics stay float32 under autocast); plain float32 elsewhere."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda")
+
+
 def batch_norms(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, _BN_TYPES)]
 
@@ -48,7 +53,8 @@ def recalibrate_bn(
         for i, (images, _) in enumerate(loader):
             if i >= num_batches:
                 break
-            supernet(resize_batch(images.to(device), arch.resolution))
+            with _autocast(device):
+                supernet(resize_batch(images.to(device), arch.resolution))
     finally:
         for bn, momentum in zip(norms, momenta, strict=True):
             bn.momentum = momentum
@@ -63,7 +69,8 @@ def accuracy(model: nn.Module, batches: Iterable[Batch], resolution: int) -> flo
     device = next(model.parameters()).device
     correct = total = 0
     for images, labels in batches:
-        logits = model(resize_batch(images.to(device), resolution))
+        with _autocast(device):
+            logits = model(resize_batch(images.to(device), resolution))
         correct += int((logits.argmax(1).cpu() == labels).sum())
         total += int(labels.numel())
     model.train(was_training)

@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.data import DatasetSplits, resize_batch
+from nas.data.loading import EvalBatches, FixedBatches, TrainBatches
 from nas.training.bn import evaluate_subnet
 from nas.training.checkpoint import capture_rng_states, restore_rng_states, save_checkpoint
 from nas.training.config import ScheduleName, TrainingConfig
-from nas.training.data import BatchSource, batches_per_epoch
 from nas.training.losses import distillation_loss
 from nas.training.lr import warmup_cosine_lr
 from nas.training.optim import build_optimizer
@@ -121,14 +121,27 @@ class SupernetTrainer:
         self.regularization = LargestOnlyRegularization(
             self.supernet, dropout=config.dropout, drop_connect=config.drop_connect
         )
-        self.train_source = BatchSource(data.train)
-        self.val_source = BatchSource(data.val, augment=False)
-        self.steps_per_epoch = batches_per_epoch(len(self.train_source), config.batch_size)
-        if self.steps_per_epoch < 1:
+        if config.batch_size > len(data.train):
             raise ValueError(
-                f"batch_size: {config.batch_size} is larger than the {len(self.train_source)} "
+                f"batch_size: {config.batch_size} is larger than the {len(data.train)} "
                 "training images"
             )
+        workers = data.spec.num_workers
+        self.train_batches = TrainBatches(
+            data.train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            num_workers=workers,
+            device=self.device,
+            channels_last=self.use_bf16,
+        )
+        self.steps_per_epoch = self.train_batches.steps_per_epoch
+        self.val_batches = EvalBatches(
+            data.val, num_workers=workers, device=self.device, channels_last=self.use_bf16
+        )
+        self._calibration: FixedBatches | None = None
         if checkpoint_fn is None and checkpoint_dir is not None:
             directory = Path(checkpoint_dir)
 
@@ -229,14 +242,7 @@ class SupernetTrainer:
         """Train the rest of the current epoch; False when a stop was requested."""
         if self.step_in_epoch == 0:
             self.sampler.reset_metrics()
-        batches = self.train_source.epoch(
-            batch_size=self.config.batch_size,
-            seed=self.config.seed,
-            epoch=self.epoch,
-            start=self.step_in_epoch,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
+        batches = self.train_batches.epoch(self.epoch, start=self.step_in_epoch)
         window: dict[str, list[float]] = defaultdict(list)  # since the last step report
         epoch_losses: dict[str, list[float]] = defaultdict(list)
         images_seen, started = 0, time.perf_counter()
@@ -347,17 +353,18 @@ class SupernetTrainer:
         self.sync(floats)
 
     # --- evaluation and reporting ------------------------------------------------------------
-    def calibration_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return self.train_source.fixed_batches(
-            batch_size=self.config.batch_size,
-            num_batches=self.config.bn_recalibration_batches,
-            seed=self.config.seed,
-        )
-
-    def val_batches(self, batch_size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.arange(len(self.val_source))
-        for start in range(0, len(order), batch_size):
-            yield self.val_source.batch(order[start : start + batch_size])
+    def calibration_batches(self) -> FixedBatches:
+        """The fixed train batches every BN recalibration of this run uses (read once)."""
+        if self._calibration is None:
+            self._calibration = FixedBatches(
+                self.data.train,
+                batch_size=self.config.batch_size,
+                num_batches=self.config.bn_recalibration_batches,
+                seed=self.config.seed,
+                device=self.device,
+                channels_last=self.use_bf16,
+            )
+        return self._calibration
 
     def evaluate(self, arch: Any) -> float:
         """Val top-1 (%) of ``arch`` from the supernet, after BN recalibration."""
@@ -365,7 +372,7 @@ class SupernetTrainer:
             self.supernet,
             arch,
             calibration=self.calibration_batches(),
-            val=self.val_batches(),
+            val=self.val_batches,
             num_batches=self.config.bn_recalibration_batches,
         )
 

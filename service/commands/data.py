@@ -18,7 +18,10 @@ data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
 @data_app.command("show")
 def data_show(
     dataset: Annotated[
-        str, typer.Argument(help="digits | cifar10 | cifar100 | imagefolder | synthetic")
+        str,
+        typer.Argument(
+            help="digits | fashion_mnist | cifar10 | cifar100 | idx | imagefolder | synthetic"
+        ),
     ],
     root: Annotated[
         str | None, typer.Option(help="Directory of the dataset, inside the data root.")
@@ -62,10 +65,10 @@ def data_show(
         console.print_json(json.dumps(summary.model_dump()))
         return
     table = Table(title=f"{summary.kind} ({summary.num_classes} classes)")
-    for column in ("split", "images", "augmented"):
+    for column in ("split", "images", "augmentation"):
         table.add_column(column)
     for split in summary.splits:
-        table.add_row(split.name, str(split.size), "yes" if split.augment else "no")
+        table.add_row(split.name, str(split.size), split.augmentation)
     console.print(table)
     shown = ", ".join(summary.class_names[:20]) + (" ..." if summary.num_classes > 20 else "")
     console.print(f"classes: {summary.num_classes} ({shown})")

@@ -39,7 +39,8 @@ EXAMPLE: dict[str, Any] = {
 SUBMIT_CHECKS = (
     "each of `devices` is built in or registered, and a registered one has a latency table for "
     "the space and preset; each key of `search.budgets` is one of `devices`; `dataset.root` "
-    "resolves inside NAS_DATA_ROOT and holds data of its kind; the epochs of "
+    "resolves inside NAS_DATA_ROOT and holds data of its kind (`fashion_mnist` without a root: "
+    "the Debian package dataset-fashion-mnist is installed); the epochs of "
     "`training.phases` add up to `training.epochs`, which gives each phase of the schedule (the "
     "space's default unless named) an epoch; `training.complexity_max_step` is at least 2 / "
     "`training.complexity_buckets`; one input batch is at most 2 GiB of float32, a synthetic "

@@ -86,7 +86,7 @@ function renderList(body) {
 
 // --- the new-job form ----------------------------------------------------------------------
 
-const DATASETS = ["digits", "cifar10", "cifar100", "imagefolder", "synthetic"];
+const DATASETS = ["digits", "fashion_mnist", "cifar10", "cifar100", "idx", "imagefolder", "synthetic"];
 const STRATEGIES = ["linas", "evolution", "nsga2", "optuna_nsga2", "random"];
 const SAMPLERS = ["sandwich", "uniform", "complexity_aware", "attentive"];
 
@@ -139,7 +139,7 @@ function buildForm(spaces, devices) {
     h("h2", {}, "New job"),
     h("div", { class: "form-grid" },
       field("Name", name, "name"), field("Search space", space, "space"), field("Preset", preset, "preset"),
-      field("Dataset", dataset, "dataset.kind"), field("Dataset root", root, "dataset.root", "needed by cifar10, cifar100 and imagefolder"),
+      field("Dataset", dataset, "dataset.kind"), field("Dataset root", root, "dataset.root", "needed by cifar10, cifar100, idx and imagefolder; optional for fashion_mnist"),
       field("Epochs", epochs, "training.epochs"), field("Sampler", sampler, "training.sampler"),
       field("Search strategy", strategy, "search.strategy")),
     h("fieldset", { class: "field", dataset: { field: "devices" } }, h("legend", {}, "Devices (a Pareto front each)"),
