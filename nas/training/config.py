@@ -6,7 +6,9 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SamplerName = Literal["uniform", "sandwich", "complexity_aware", "attentive"]
+SamplerName = Literal[
+    "uniform", "sandwich", "complexity_aware", "attentive", "fair", "fair_distill"
+]
 ScheduleName = Literal["progressive_shrinking", "single_stage"]
 PhaseName = Literal["full", "kernel", "depth", "expand"]
 OptimizerName = Literal["sgd", "adamw"]

@@ -6,10 +6,18 @@ from nas.training.config import SamplerName, TrainingConfig
 from nas.training.samplers.attentive import AttentiveSampler
 from nas.training.samplers.base import ArchSampler, Role, Scorer, Subnet
 from nas.training.samplers.complexity_aware import ComplexityAwareSampler
+from nas.training.samplers.fair import FairSampler
 from nas.training.samplers.sandwich import SandwichSampler
 from nas.training.samplers.uniform import UniformSampler
 
-SAMPLERS: tuple[str, ...] = ("uniform", "sandwich", "complexity_aware", "attentive")
+SAMPLERS: tuple[str, ...] = (
+    "uniform",
+    "sandwich",
+    "complexity_aware",
+    "attentive",
+    "fair",
+    "fair_distill",
+)
 
 
 def make_sampler(name: SamplerName, config: TrainingConfig) -> ArchSampler:
@@ -34,6 +42,8 @@ def make_sampler(name: SamplerName, config: TrainingConfig) -> ArchSampler:
             candidates=config.attentive_candidates,
             mode=config.attentive_mode,
         )
+    if name in ("fair", "fair_distill"):
+        return FairSampler(seed=seed, distill=name == "fair_distill")
     raise ValueError(f"sampler must be one of {SAMPLERS}, got {name!r}")
 
 
@@ -42,6 +52,7 @@ __all__ = [
     "ArchSampler",
     "AttentiveSampler",
     "ComplexityAwareSampler",
+    "FairSampler",
     "Role",
     "SandwichSampler",
     "Scorer",

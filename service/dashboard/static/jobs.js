@@ -88,7 +88,7 @@ function renderList(body) {
 
 const DATASETS = ["digits", "fashion_mnist", "cifar10", "cifar100", "idx", "imagefolder", "synthetic"];
 const STRATEGIES = ["linas", "evolution", "nsga2", "optuna_nsga2", "random"];
-const SAMPLERS = ["sandwich", "uniform", "complexity_aware", "attentive"];
+const SAMPLERS = ["sandwich", "uniform", "complexity_aware", "attentive", "fair", "fair_distill"];
 
 async function openForm() {
   if (formArea.firstChild) {
