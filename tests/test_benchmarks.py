@@ -52,3 +52,52 @@ def test_presliced_floor_serves_parameter_slices_and_computes_the_rest(name: str
     assert (name == "ofa_mbv3") == any(p.grad is not None for p in transforms)
     seconds = floor.step()()
     assert seconds > 0
+
+
+def test_data_pipeline_quick_prints_the_memory_and_throughput_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--quick``: writes the synthetic ImageFolders, measures both sizes' process trees and
+    the loader against the training step, prints the ratios the targets are read from, and
+    leaves this process's torch threads as it found them."""
+    pipeline = _load("data_pipeline")
+    threads = torch.get_num_threads()
+    pipeline.main(["--quick", "--workdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == threads
+    assert "peak RSS 100/50: tree" in out
+    for workers in (0, 1, 2):
+        assert f"| loader, {workers} workers |" in out
+    assert "loader with 2 workers / step:" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| 50 |", "| 100 |"))]
+    assert len(rows) == 2
+    assert all(float(row.split("|")[9]) > 0 for row in rows)  # tree RSS peak MB
+    name, _ = pipeline.imagefolder(tmp_path, 50, size=96)  # cached: reused, not rewritten
+    assert name == "jpeg96-50" and "wrote" not in capsys.readouterr().out
+    assert len(list((tmp_path / name).rglob("*.jpg"))) == 50
+
+
+def test_gpu_check_without_a_gpu_prints_one_line_and_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gpu_check = _load("gpu_check")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 0
+    assert capsys.readouterr().out == "no CUDA device: nothing to check\n"
+
+
+def test_gpu_check_training_check_runs_on_cpu(tmp_path: Path) -> None:
+    """Check (a) of ``--cpu-dry-run`` (the whole dry run takes minutes, Ray Train most of them):
+    the stem probe sees float32 NCHW on the CPU, which is what the check expects there."""
+    gpu_check = _load("gpu_check")
+    args = gpu_check.argparse.Namespace(batch=8, steps=1, subnets=8, workdir=tmp_path)
+    setting = gpu_check.Setting(True, args)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on two shared cores run many times slower
+    try:
+        ok, result, figure = gpu_check.check_training_steps(setting, "ofa_mbv3")
+    finally:
+        torch.set_num_threads(threads)
+    assert ok, result
+    assert result.startswith("bf16 off, channels_last off")
+    assert "img/s" in figure
