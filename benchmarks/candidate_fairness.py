@@ -20,17 +20,14 @@ override its sampler (and optionally its epochs or lr):
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from typing import Any
 
 import numpy as np
 import torch
 
-import search_spaces
-from benchmarks.example_training import example_config
+from benchmarks.example_training import example_config, train_example
 from nas.data import DatasetSpec, load_dataset
-from nas.training import SupernetTrainer, TrainingConfig
+from nas.training import TrainingConfig
 
 #: recipe name -> overrides of the example's ``training:`` section.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -61,30 +58,6 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(
-    space_name: str, config: TrainingConfig, *, random_subnets: int, data: Any
-) -> dict[str, Any]:
-    """Train, then measure the max, the min and ``random_subnets`` random subnets on val."""
-    space = search_spaces.get(
-        space_name, preset="tiny", num_classes=data.num_classes, in_channels=data.in_channels
-    )
-    started = time.perf_counter()
-    trainer = SupernetTrainer(space, data, config)
-    trainer.fit()
-    seconds = time.perf_counter() - started
-    load = os.getloadavg()[0]
-    rng = np.random.default_rng(12345)  # the same random archs for every recipe and seed
-    randoms = [trainer.evaluate(space.sample(rng, "random")) for _ in range(random_subnets)]
-    return {
-        "max": trainer.evaluate(space.sample(rng, "max")),
-        "min": trainer.evaluate(space.sample(rng, "min")),
-        "randoms": randoms,
-        "seconds": seconds,
-        "load": load,
-        "sampler": trainer.sampler.name,
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spaces", nargs="+", default=["proxyless", "nasnet"])
@@ -109,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                 section = {**base, **RECIPES.get(recipe, {}), **overrides.get(recipe, {})}
                 section["seed"] = seed
                 config = TrainingConfig.model_validate(section)
-                row = run(space, config, random_subnets=args.random_subnets, data=data)
+                row = train_example(space, config, random_subnets=args.random_subnets, data=data)
                 low, high = min(row["randoms"]), max(row["randoms"])
                 print(
                     f"| {space} | {recipe} | {row['sampler']} | {config.epochs} | {seed} "

@@ -16,6 +16,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,9 +38,13 @@ def example_config(space: str, epochs: int | None = None) -> TrainingConfig:
     return TrainingConfig.model_validate(section)
 
 
-def train_example(space_name: str, config: TrainingConfig, *, random_subnets: int) -> dict:
-    """Train, then measure max, min and ``random_subnets`` random subnets on val."""
-    data = load_dataset(DatasetSpec(kind="digits"))
+def train_example(
+    space_name: str, config: TrainingConfig, *, random_subnets: int, data: Any = None
+) -> dict:
+    """Train on ``data`` (digits by default), then measure max, min and ``random_subnets``
+    random subnets on val; the random archs depend only on the space, so every recipe and
+    seed is measured on the same ones."""
+    data = data if data is not None else load_dataset(DatasetSpec(kind="digits"))
     space = search_spaces.get(
         space_name, preset="tiny", num_classes=data.num_classes, in_channels=data.in_channels
     )
@@ -55,6 +60,8 @@ def train_example(space_name: str, config: TrainingConfig, *, random_subnets: in
         "max": trainer.evaluate(space.sample(rng, "max")),
         "min": trainer.evaluate(space.sample(rng, "min")),
         "random_median": float(np.median(randoms)) if randoms else float("nan"),
+        "randoms": randoms,
+        "sampler": trainer.sampler.name,
         "seconds": seconds,
         "load": os.getloadavg()[0],
     }

@@ -24,6 +24,19 @@ POSTGRES_URL = os.environ.get(
 
 
 @pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op torch thread for a module (``pytestmark = usefixtures("one_thread")``):
+    small forwards gain nothing from threads, and spinning OpenMP threads stall badly when
+    other processes share the 2 cores; restored afterwards for the other modules."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
 def ray_local() -> Iterator[Any]:
     """A local Ray of 2 CPUs for one test module (started once, not per test: ~5 s each)."""
     pytest.importorskip("ray")

@@ -12,12 +12,10 @@ here; the full-length figures are printed by ``benchmarks/example_training.py``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from torch.utils.data import Subset
 
@@ -51,13 +49,7 @@ def digits() -> DatasetSplits:
     return load_dataset(DatasetSpec(kind="digits"))
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread, as the job's workers run: the other core stays free."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_space_has_a_short_version() -> None:

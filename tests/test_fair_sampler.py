@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
 
 import search_spaces
 from nas.data import DatasetSpec, load_dataset
@@ -25,12 +23,7 @@ from nas.training.samplers import FairSampler
 SPACES = sorted(search_spaces.names())
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _genes(space: object) -> list[tuple[str, int, list[int]]]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import torch
 from _serving import serving
 from test_api_jobs import AUTH, SPEC, _settings, _table
 from test_latency_anchor import FAST_PLAN
@@ -62,14 +60,7 @@ TRAINING = TrainingConfig(
 PROMPT_S = 1.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread (the server runs in this process too): two on a shared 2-core
-    machine stall badly while other processes run (as in tests/test_training.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import search_spaces
 from nas.data import DatasetSpec, load_dataset
@@ -35,12 +34,7 @@ SPACE = search_spaces.get("ofa_mbv3", preset="tiny")
 FAST = {"mlp": {"steps": 300}, "auto": {}, "gbt": {}, "ridge": {}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ one-shot cells (NASNet).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -44,13 +43,7 @@ OSMR_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small forwards gain nothing from threads, and spinning ones stall on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _independent_mbconv_net(layers: list[tuple[int, int, int, int]]) -> nn.Module:

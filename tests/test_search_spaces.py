@@ -41,14 +41,7 @@ ATOL = 1e-5
 NO_SUPERNET = {("nasnet", "imagenet_large")}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Batch-2 forwards gain nothing from threads, and spinning OpenMP threads stall badly
-    when other processes share the cores; restored afterwards for the other test modules."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(params=SPACES, ids=SPACE_IDS)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,14 +35,7 @@ from nas.training.schedules import build_phases, split_epochs
 FAST = {"warmup_epochs": 0.0, "bn_recalibration_batches": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Two intra-op threads on a shared 2-core machine stall badly when other processes run;
-    one thread is barely slower alone and degrades gracefully under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
