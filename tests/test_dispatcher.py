@@ -330,10 +330,11 @@ def test_a_stage_that_fails_fails_the_job_with_its_reason(ray_local: Any, tmp_pa
     url = f"sqlite:///{tmp_path / 'nas.db'}"
     upgrade_database(url)
     settings = _settings(url, tmp_path, dispatcher_enabled=True)
-    # passes the submit-time checks (two class folders of .png files), but no file decodes
+    # passes the submit-time checks (two class folders of .png files), but no file decodes;
+    # enough of them for a batch, since files are decoded as batches are read
     for label in ("a", "b"):
         (settings.data_root / "broken" / label).mkdir(parents=True)
-        for i in range(10):
+        for i in range(30):
             (settings.data_root / "broken" / label / f"{i}.png").write_text("not an image")
     spec = {**SPEC, "dataset": {"kind": "imagefolder", "root": "broken"}}
     with TestClient(create_app(settings)) as client:
