@@ -177,3 +177,11 @@ def test_max_train_images_cuts_train_only_stratified_and_seeded() -> None:
     assert np.array_equal(cut.holdout.indices, full.holdout.indices)
     counts = np.bincount(cut.train.targets, minlength=10)
     assert counts.min() >= 0.9 * counts.max()  # every class keeps its share
+
+
+def test_a_split_that_is_not_one_says_what_to_use_instead() -> None:
+    from torch.utils.data import Subset
+
+    splits = load_dataset(DatasetSpec(kind="digits"))
+    with pytest.raises(TypeError, match="max_train_images"):
+        TrainBatches(Subset(splits.train, range(100)), batch_size=32, seed=0)  # type: ignore[arg-type]

@@ -121,6 +121,16 @@ def _batched(batch: Batch) -> Batch:
     return batch
 
 
+def _checked(split: object) -> SplitDataset:
+    if not isinstance(split, SplitDataset):
+        raise TypeError(
+            f"split: expected a split of nas.data.load_dataset (a SplitDataset), got "
+            f"{type(split).__name__}; to train on part of a dataset, set "
+            "DatasetSpec.max_train_images"
+        )
+    return split
+
+
 def _loader(
     split: SplitDataset,
     *,
@@ -177,7 +187,7 @@ class TrainBatches:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
     ) -> None:
-        self.split = split
+        self.split = split = _checked(split)
         self.device = torch.device(device)
         self.sampler = EpochSampler(
             split.raw, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size
@@ -217,7 +227,7 @@ class EvalBatches:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
     ) -> None:
-        if len(split) == 0:
+        if len(_checked(split)) == 0:
             raise ValueError("split: is empty; nothing to evaluate")
         self.split = split
         self.batch_size = batch_size
@@ -256,6 +266,7 @@ class FixedBatches:
         channels_last: bool = False,
     ) -> None:
         self.device = torch.device(device)
+        split = _checked(split)
         order = epoch_order(len(split), seed=seed, epoch=-1)
         count = min(num_batches, max(1, len(split) // batch_size))
         self._batches: list[Batch] = []
