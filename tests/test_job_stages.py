@@ -347,7 +347,7 @@ def test_results_are_stored_once_with_exports_linked(
 # --- specialize ------------------------------------------------------------------------------
 
 
-def _specialize(finished: Finished, **budget: Any) -> SpecializeRequest:
+def _specialize(finished: Finished, table: Any = None, **budget: Any) -> SpecializeRequest:
     request = finished.request
     return SpecializeRequest(
         job_dir=request.job_dir,
@@ -356,22 +356,28 @@ def _specialize(finished: Finished, **budget: Any) -> SpecializeRequest:
         dataset=request.dataset,
         data_root=request.data_root,
         device=HOST,
-        table=finished.tables[HOST],
+        table=finished.tables[HOST] if table is None else table,
         **budget,
     )
 
 
 def test_specialize_finds_a_subnet_within_a_new_budget_in_seconds(finished: Finished) -> None:
+    from nas.hardware.anchor import reanchor
+
     space = finished.space
-    predictor = LatencyPredictor(finished.tables[HOST], space)
+    # the table anchored to the machine as it is now, as the service re-anchors a stale one: a
+    # table profiled minutes ago can sit 15% off a shared machine's level today, and a budget
+    # judged against it is then missed as measured (UnmetBudgetError, rightly)
+    table = reanchor(finished.tables[HOST], space=space)
+    predictor = LatencyPredictor(table, space)
     low, high = predictor.predict([space.reference_archs()[k] for k in ("min", "max")])
     budget = float(low + 0.7 * (high - low))
     trained._cache.clear()  # the first request of an API process: the job is loaded too
     wall, cpu = time.perf_counter(), time.process_time()
-    found = specialize(_specialize(finished, latency_ms=budget))
+    found = specialize(_specialize(finished, table, latency_ms=budget))
     cold = time.process_time() - cpu
     assert cold < 5 and time.perf_counter() - wall < 15
-    again = specialize(_specialize(finished, latency_ms=budget))  # from the cache
+    again = specialize(_specialize(finished, table, latency_ms=budget))  # from the cache
     # the same proposals, measured alike (only the timings vary: a pick at the budget's edge
     # may flip between two proposals, each then within the budget as timed)
     assert again.candidates == found.candidates
@@ -386,7 +392,8 @@ def test_specialize_finds_a_subnet_within_a_new_budget_in_seconds(finished: Fini
     arch = space.arch_from_dict(subnet.arch)
     assert predictor.predict_one(arch) == pytest.approx(subnet.latencies[HOST].predicted_ms)
     assert subnet.measured_accuracy is not None and 0 <= subnet.measured_accuracy <= 100
-    by_macs = specialize(_specialize(finished, macs=int(space.complexity_batch([arch])[0][0])))
+    macs = int(space.complexity_batch([arch])[0][0])
+    by_macs = specialize(_specialize(finished, table, macs=macs))
     assert by_macs.subnet.macs <= space.complexity_batch([arch])[0][0]
 
 

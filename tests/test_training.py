@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -51,10 +52,8 @@ def small() -> DatasetSplits:
 
 @pytest.fixture(scope="module")
 def small_augmented() -> DatasetSplits:
-    """``small`` read by a DataLoader worker process and augmented (pad, crop, flip)."""
-    spec = DatasetSpec(
-        kind="synthetic", num_samples=400, resolution=24, augment="pad_crop_flip", num_workers=1
-    )
+    """``small`` augmented (pad, crop, flip)."""
+    spec = DatasetSpec(kind="synthetic", num_samples=400, resolution=24, augment="pad_crop_flip")
     return load_dataset(spec)
 
 
@@ -132,7 +131,11 @@ def test_sandwich_epoch_lowers_loss_and_reports_progress(
 @pytest.mark.parametrize("sampler", ["uniform", "complexity_aware", "attentive"])
 def test_one_epoch_of_each_sampler_lowers_the_loss(digits: DatasetSplits, sampler: str) -> None:
     space = search_spaces.get("bignas", preset="tiny")
-    config = TrainingConfig(epochs=1, sampler=sampler, **FAST)
+    # one random subnet a step and two candidates scored for it: the samplers' logic at a
+    # fraction of the default step's work
+    config = TrainingConfig(
+        epochs=1, sampler=sampler, num_random_subnets=1, attentive_candidates=2, **FAST
+    )
     trainer = SupernetTrainer(space, digits, config)
     arch = space.sample(np.random.default_rng(0), "max")
     before = _label_loss(trainer, arch)
@@ -264,10 +267,10 @@ def test_bn_recalibration_changes_statistics_and_helps_a_shrunk_subnet(
 
 # --- checkpoints and resume --------------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("space_name", "overrides", "stop_step"),
+    ("space_name", "overrides", "stop_step", "workers"),
     [
-        ("bignas", {"epochs": 2, "sampler": "complexity_aware", "drop_connect": 0.2}, 13),
-        ("ofa_mbv3", {"epochs": 4, "schedule": "progressive_shrinking"}, 31),
+        ("bignas", {"epochs": 2, "sampler": "complexity_aware", "drop_connect": 0.2}, 13, 1),
+        ("ofa_mbv3", {"epochs": 4, "schedule": "progressive_shrinking"}, 31, 0),
     ],
     ids=["single_stage-complexity_aware", "progressive_shrinking-sandwich"],
 )
@@ -277,8 +280,11 @@ def test_resume_after_sigterm_matches_an_uninterrupted_run(
     space_name: str,
     overrides: dict,
     stop_step: int,
+    workers: int,
 ) -> None:
-    small = small_augmented
+    """Augmented batches, read by a DataLoader worker process in the first case."""
+    spec = small_augmented.spec.model_copy(update={"num_workers": workers})
+    small = dataclasses.replace(small_augmented, spec=spec)
     space = search_spaces.get(space_name, preset="tiny")
     config = TrainingConfig(batch_size=32, dropout=0.2, **FAST, **overrides)
     full = SupernetTrainer(space, small, config).fit()
