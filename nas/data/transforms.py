@@ -154,14 +154,11 @@ def train_transform(policy: Augmentation, *, resolution: int, photos: bool) -> I
     """The per-image train transform of ``policy`` at ``resolution``. ``photos``: the source
     holds whole decoded photos of any size (resize + centre crop them when not augmenting)."""
     padding = max(1, resolution // 8)
-
-    def none(image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return eval_transform(resolution=resolution, photos=photos)(image, generator)
+    base = eval_transform(resolution=resolution, photos=photos)  # built once, not per image
 
     def padded(flip: bool) -> ImageTransform:
         def transform(image: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-            base = eval_transform(resolution=resolution, photos=photos)(image, generator)
-            return pad_crop(base, padding=padding, flip=flip, generator=generator)
+            return pad_crop(base(image, None), padding=padding, flip=flip, generator=generator)
 
         return transform
 
@@ -169,7 +166,7 @@ def train_transform(policy: Augmentation, *, resolution: int, photos: bool) -> I
         return random_resized_crop(image, resolution, generator=generator)
 
     table: dict[str, ImageTransform] = {
-        "none": none,
+        "none": base,
         "pad_crop": padded(flip=False),
         "pad_crop_flip": padded(flip=True),
         "resized_crop_flip": resized,
