@@ -156,7 +156,12 @@ def test_validate_reanchors_on_networks_timed_beside_the_subnets(table: LatencyT
     bare = LatencyPredictor(halved, space).predict(archs)
     np.testing.assert_allclose(result.predicted_ms, result.anchor.scale * bare, rtol=1e-12)
     measured = np.array(result.measured_ms)
-    assert np.median(measured / bare) > 1.3  # the injected halving, seen unanchored
+    # the injected halving, seen unanchored: the halved table needs twice the scale the table
+    # itself needs in a group timed moments later (a fresh profile's own level is not the
+    # machine's a minute on, so the table's scale is the reference, not 1)
+    reference = validate(table, 2, timing=FAST, anchor=3)
+    assert reference.anchor is not None
+    assert 1.5 <= result.anchor.scale / reference.anchor.scale <= 2.7
     assert 0.6 <= np.median(measured / np.array(result.predicted_ms)) <= 1.6
     with pytest.raises(ValueError, match="anchor"):
         validate(table, 4, anchor=-1)

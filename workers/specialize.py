@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nas.data import DatasetSpec
@@ -109,6 +110,11 @@ class SpecializedSubnet(BaseModel):
     )
     from_job: bool = Field(description="The pick is a subnet the job had already measured.")
     candidates: int = Field(ge=0, description="Measured subnets compared, the job's included.")
+    rescaled: float | None = Field(
+        default=None,
+        description="Set when every subnet first proposed was timed over the budget: the "
+        "measured/predicted latency ratio by which the table was rescaled to propose again.",
+    )
     seconds: float = Field(ge=0.0, description="Wall time of the request.")
 
 
@@ -218,6 +224,82 @@ def _proposals(trained: Any, objectives: list[Any], constraint: Any, seed: int) 
     return list(unique.values())
 
 
+class _Judge:
+    """Measures proposals (val accuracy; whole-network time on a host device) and picks the
+    most accurate subnet within the budget among them and the job's known subnets. Keeps
+    every subnet it judged, for the answer's count and an unmet budget's message."""
+
+    def __init__(
+        self,
+        trained: Any,
+        latency: Any,
+        device: str,
+        budget: dict[str, float | int],
+        timer: Any,
+    ) -> None:
+        self.trained, self.latency, self.device, self.budget = trained, latency, device, budget
+        self.timer = timer
+        self.judged: list[SubnetResult] = []
+
+    def _measure(self, proposals: list[Any]) -> list[SubnetResult]:
+        space = self.trained.space
+        archs = [space.arch_from_dict(s.arch) for s in proposals]
+        if not archs:
+            return []
+        count_macs, count_params = space.complexity_batch(archs)
+        measured = self.trained.measure_val(archs)
+        latency = self.latency
+        return [
+            SubnetResult(
+                arch_id=arch.id,
+                arch=arch.to_dict(),
+                resolution=int(arch.resolution),
+                macs=int(count_macs[i]),
+                params=int(count_params[i]),
+                predicted_accuracy=min(max(proposal.values["accuracy"], 0.0), 100.0),
+                measured_accuracy=float(measured[i]),
+                latencies={}
+                if latency is None
+                else {
+                    self.device: LatencyResult(predicted_ms=max(proposal.values[latency.name], 0.0))
+                },
+            )
+            for i, (arch, proposal) in enumerate(zip(archs, proposals, strict=True))
+        ]
+
+    def pick(
+        self, pool: dict[str, SubnetResult], proposals: list[Any], known: list[SubnetResult]
+    ) -> SubnetResult | None:
+        """Adds the measured ``proposals`` and ``known`` to ``pool`` (the job's row keeps what
+        it measured) and returns the most accurate of the new entries within the budget,
+        timing untimed ones on a host device (at most ``MAX_TIMED`` a call)."""
+        fresh = {s.arch_id: s for s in self._measure(proposals) if s.arch_id not in pool}
+        fresh.update({s.arch_id: s for s in known})
+        pool.update(fresh)
+        space, device, timed = self.trained.space, self.device, 0
+        for subnet in sorted(fresh.values(), key=lambda s: -(s.measured_accuracy or 0.0)):
+            found = subnet.latencies.get(device)
+            if self.timer is not None and (found is None or found.measured_ms is None):
+                if timed == MAX_TIMED:
+                    continue
+                ms = float(self.timer([space.arch_from_dict(subnet.arch)])[0])
+                subnet, timed = _timed(subnet, device, ms), timed + 1
+            self.judged.append(subnet)
+            if within_budget(subnet, device, self.budget):
+                return subnet
+        return None
+
+    def level(self) -> float | None:
+        """Median measured/predicted latency of the subnets timed here: the table's level
+        against this machine's now."""
+        ratios = []
+        for subnet in self.judged:
+            found = subnet.latencies.get(self.device)
+            if found is not None and found.measured_ms and found.predicted_ms:
+                ratios.append(found.measured_ms / found.predicted_ms)
+        return float(np.median(ratios)) if ratios else None
+
+
 def specialize(request: SpecializeRequest) -> SpecializedSubnet:
     """The best measured subnet of ``request.job_dir`` for ``request.device`` under the new
     budget: the evolution's proposals and the job's own measured subnets, judged alike."""
@@ -263,46 +345,32 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
         if not any(within_budget(s, device, budget) for s in known):
             raise _unmet(known, device, budget, str(exc)) from None
         proposals = []
-    archs = [space.arch_from_dict(s.arch) for s in proposals]
-    count_macs, count_params = space.complexity_batch(archs) if archs else ([], [])
+    pool: dict[str, SubnetResult] = {}
     with trained.lock:
-        measured = trained.measure_val(archs) if archs else []
         timer = None
         if request.table is not None:
             timer = host_latency(space, trained.val.supernet, request.table, budget_s=TIMING_S)
-        fresh = [
-            SubnetResult(
-                arch_id=arch.id,
-                arch=arch.to_dict(),
-                resolution=int(arch.resolution),
-                macs=int(count_macs[i]),
-                params=int(count_params[i]),
-                predicted_accuracy=min(max(proposal.values["accuracy"], 0.0), 100.0),
-                measured_accuracy=float(measured[i]),
-                latencies={}
-                if latency is None
-                else {device: LatencyResult(predicted_ms=max(proposal.values[latency.name], 0.0))},
-            )
-            for i, (arch, proposal) in enumerate(zip(archs, proposals, strict=True))
-        ]
-        pool = {s.arch_id: s for s in fresh}
-        pool.update({s.arch_id: s for s in known})  # the job's row keeps what it measured
-        ranked = sorted(pool.values(), key=lambda s: -(s.measured_accuracy or 0.0))
-        chosen, timed, judged = None, 0, []
-        for subnet in ranked:
-            found = subnet.latencies.get(device)
-            if timer is not None and (found is None or found.measured_ms is None):
-                if timed == MAX_TIMED:
-                    continue
-                ms = float(timer([space.arch_from_dict(subnet.arch)])[0])
-                subnet, timed = _timed(subnet, device, ms), timed + 1
-            judged.append(subnet)
-            if within_budget(subnet, device, budget):
-                chosen = subnet
-                break
+        judge = _Judge(trained, latency, device, budget, timer)
+        chosen = judge.pick(pool, proposals, known)
+        rescaled = None
+        level = judge.level()
+        if chosen is None and request.latency_ms is not None and level is not None and level > 1:
+            # every proposal was timed over the budget: the table's level is off this machine's
+            # now (its ranking holds), so propose again under the budget at the level just
+            # measured, once
+            assert latency is not None
+            rescaled = level
+            again = Constraint(latency, request.latency_ms / level)
+            try:
+                more = _proposals(trained, cheap, again, request.seed + 1)
+            except InfeasibleBudgetError:
+                more = []
+            chosen = judge.pick(pool, more, [])
     if chosen is None:
         why = f"the device's table predicted subnets under {budget}, but measured"
-        raise _unmet(judged, device, budget, why)
+        if rescaled is not None:
+            why += f" (and again with its latencies rescaled by the measured {rescaled:.2f}x)"
+        raise _unmet(judge.judged, device, budget, why)
     found = chosen.latencies.get(device)
     figures: dict[str, Figure] = {"accuracy": "measured"}
     if found is not None:
@@ -314,6 +382,7 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
         figures=figures,
         from_job=chosen.arch_id in {s.arch_id for s in request.known},
         candidates=len(pool),
+        rescaled=rescaled,
         seconds=time.perf_counter() - started,
     )
 

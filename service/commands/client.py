@@ -375,6 +375,11 @@ def specialize_command(
         f"latency {_latency(subnet, found['device'])} ms{f' ({latency})' if latency else ''}, "
         f"{subnet['macs'] / 1e6:.2f} MMACs"
     )
+    if found.get("rescaled"):
+        console.print(
+            f"the table's first proposals were all timed over the budget: proposed again with "
+            f"its latencies rescaled by the measured {found['rescaled']:.2f}x"
+        )
     console.print(f"download it: `nas download {subnet['id']} --format onnx --out subnet.onnx`")
 
 

@@ -187,5 +187,6 @@ def specialize_job(
         figures=result.figures,
         from_job=result.from_job,
         candidates=result.candidates,
+        rescaled=result.rescaled,
         seconds=result.seconds,
     )

@@ -215,4 +215,10 @@ class SpecializePublic(BaseModel):
     )
     from_job: bool = Field(description="The pick is a subnet the job had already measured.")
     candidates: int = Field(description="Measured subnets compared, the job's included.")
+    rescaled: float | None = Field(
+        default=None,
+        description="Set when every subnet first proposed was timed over the budget: the "
+        "measured/predicted latency ratio by which the device's table was rescaled to propose "
+        "again.",
+    )
     seconds: float = Field(description="How long the specialisation took.")
