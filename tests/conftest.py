@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +47,31 @@ def ray_local() -> Iterator[Any]:
 
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def profiled_host_tables(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``tables(space, **sized)``: a folder holding only this host's torch table for the tiny
+    ``space`` (sized like ``search_spaces.get``'s ``num_classes``/``in_channels``), profiled
+    once for the whole run (~20 s each) and copied by the modules whose jobs take it. A job
+    re-anchors a copied table older than ``workers.tables.ANCHOR_MAX_AGE_S`` as it would any."""
+    import search_spaces
+    from workers.tables import host_table, host_table_path
+
+    made: dict[str, Path] = {}
+
+    def tables(space: str, **sized: int) -> Path:
+        built = search_spaces.get(space, preset="tiny", **sized)
+        name = host_table_path(
+            Path("."), "host-cpu-torch", space, "tiny", built.num_classes, built.in_channels
+        ).name
+        if name not in made:
+            artifact_dir = tmp_path_factory.mktemp("host-tables") / "var"
+            host_table(artifact_dir, "host-cpu-torch", space, "tiny", **sized)
+            made[name] = artifact_dir / "tables"
+        return made[name]
+
+    return tables
 
 
 @pytest.fixture

@@ -59,13 +59,9 @@ def _settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def host_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The host device's latency table for the jobs' space, profiled once for the module."""
-    from workers.tables import host_table
-
-    artifact_dir = tmp_path_factory.mktemp("shared") / "var"
-    host_table(artifact_dir, "host-cpu-torch", SPEC["space"], "tiny")
-    return artifact_dir / "tables"
+def host_tables(profiled_host_tables: Callable[..., Path]) -> Path:
+    """The host device's latency table for the jobs' space, profiled once for the run."""
+    return profiled_host_tables(SPEC["space"])
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +35,9 @@ SPACE = "ofa_mbv3"
 
 
 @pytest.fixture(scope="module")
-def host_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This host's torch table for the tiny space, profiled once for the module."""
-    from workers.tables import host_table
-
-    artifact_dir = tmp_path_factory.mktemp("shared") / "var"
-    host_table(artifact_dir, HOST, SPACE, "tiny", num_classes=10, in_channels=3)
-    return artifact_dir / "tables"
+def host_tables(profiled_host_tables: Callable[..., Path]) -> Path:
+    """This host's torch table for the tiny space, profiled once for the run."""
+    return profiled_host_tables(SPACE, num_classes=10, in_channels=3)
 
 
 def _board_table(host_tables: Path) -> dict[str, Any]:

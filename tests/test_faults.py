@@ -92,14 +92,10 @@ def _settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def host_tables(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The host device's latency table for the jobs' space, profiled once for the module and
+def host_tables(profiled_host_tables: Callable[..., Path]) -> Path:
+    """The host device's latency table for the jobs' space, profiled once for the run and
     copied into each job's artifact directory (saves profiling per job)."""
-    from workers.tables import host_table
-
-    artifact_dir = tmp_path_factory.mktemp("tables") / "var"
-    host_table(artifact_dir, HOST, SPACE, "tiny")
-    return artifact_dir / "tables"
+    return profiled_host_tables(SPACE)
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float = 300.0) -> Any:
@@ -201,7 +197,7 @@ def test_a_killed_training_worker_resumes_from_its_checkpoint_like_an_undisturbe
     upgrade_database(url)
     settings = _settings(url, tmp_path)
     shutil.copytree(host_tables, settings.artifact_dir / "tables")
-    spec = _spec(epochs=4, num_samples=1200, num_workers=2)
+    spec = _spec(epochs=3, num_samples=1200, num_workers=2)
     with TestClient(create_app(settings), headers=AUTH) as client:
         job_id = client.post("/api/v1/jobs", json=spec).json()["id"]
         supernet = settings.artifact_dir / "jobs" / str(job_id) / "supernet"
@@ -229,7 +225,7 @@ def test_a_killed_training_worker_resumes_from_its_checkpoint_like_an_undisturbe
     }
     assert victim not in restarted_pids and len(restarted_pids) == 2
     epochs = _epochs(logs)
-    assert sorted(epochs) == [1, 2, 3, 4]
+    assert sorted(epochs) == [1, 2, 3]
 
     reference_dir = tmp_path / "undisturbed"
     reference = train_distributed(
@@ -242,13 +238,13 @@ def test_a_killed_training_worker_resumes_from_its_checkpoint_like_an_undisturbe
         ),
         data_root=settings.data_root,
     )
-    final = epochs[4]["data"]
+    final = epochs[3]["data"]
     for key in ("max_val_acc", "min_val_acc", "lr"):
         assert final[key] == pytest.approx(reference[key], abs=1e-6), key
     for role, loss in reference["losses"].items():
         assert final["losses"][role] == pytest.approx(loss, abs=1e-6), role
     resumed, undisturbed = load_checkpoint(supernet), load_checkpoint(reference_dir)
-    assert resumed["epoch"] == undisturbed["epoch"] == 4
+    assert resumed["epoch"] == undisturbed["epoch"] == 3
     worst = max(
         float((resumed["model"][name].float() - tensor.float()).abs().max())
         for name, tensor in undisturbed["model"].items()

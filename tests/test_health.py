@@ -5,7 +5,8 @@ one that warns instead shows its warnings, and a healthy job shows none."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,15 +267,18 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> Iterator[Served]:
-    """The service with its dispatcher on the module's local Ray, the host table profiled."""
-    from workers.tables import host_table
-
+def served(
+    tmp_path_factory: pytest.TempPathFactory,
+    ray_local: Any,
+    profiled_host_tables: Callable[..., Path],
+) -> Iterator[Served]:
+    """The service with its dispatcher on the module's local Ray, the host table in place."""
     root = tmp_path_factory.mktemp("health")
     url = f"sqlite:///{root / 'nas.db'}"
     upgrade_database(url)
     (root / "data").mkdir()
-    host_table(root / "var", HOST, SPACE, "tiny", num_classes=10, in_channels=3)
+    tables = profiled_host_tables(SPACE, num_classes=10, in_channels=3)
+    shutil.copytree(tables, root / "var" / "tables")
     settings = Settings(
         database_url=url,
         artifact_dir=root / "var",
