@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nas.data import DatasetSpec
@@ -290,14 +289,18 @@ class _Judge:
         return None
 
     def level(self) -> float | None:
-        """Median measured/predicted latency of the subnets timed here: the table's level
-        against this machine's now."""
-        ratios = []
-        for subnet in self.judged:
-            found = subnet.latencies.get(self.device)
-            if found is not None and found.measured_ms and found.predicted_ms:
-                ratios.append(found.measured_ms / found.predicted_ms)
-        return float(np.median(ratios)) if ratios else None
+        """Median measured/predicted latency of the subnets timed here (``fit_scale``, as an
+        anchor is fitted): the table's level against this machine's now."""
+        from nas.hardware.anchor import fit_scale
+
+        timed = [s.latencies.get(self.device) for s in self.judged]
+        pairs = [
+            (t.predicted_ms, t.measured_ms) for t in timed if t and t.measured_ms and t.predicted_ms
+        ]
+        if not pairs:
+            return None
+        predicted, measured = zip(*pairs, strict=True)
+        return fit_scale(predicted, measured)[0]
 
 
 def specialize(request: SpecializeRequest) -> SpecializedSubnet:
@@ -353,7 +356,7 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
         judge = _Judge(trained, latency, device, budget, timer)
         chosen = judge.pick(pool, proposals, known)
         rescaled = None
-        level = judge.level()
+        level = judge.level() if chosen is None else None
         if chosen is None and request.latency_ms is not None and level is not None and level > 1:
             # every proposal was timed over the budget: the table's level is off this machine's
             # now (its ranking holds), so propose again under the budget at the level just
