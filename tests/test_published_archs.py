@@ -9,7 +9,9 @@ one-shot cells (NASNet).
 
 from __future__ import annotations
 
+import gc
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -208,17 +210,31 @@ def test_nasnet_ops_accept_names_and_errors_list_them() -> None:
         space.arch_from_dict({**data, "normal_ops": ["sep_conv_9x9", *data["normal_ops"][1:]]})
 
 
+def _best_thread_seconds(work: Callable[[], object], repeats: int = 3) -> float:
+    """The fastest of ``repeats`` runs in this thread's CPU time, with the garbage collector
+    off (timeit's convention). Process CPU time also counts every other thread of the test
+    process (Ray's, torch's): a single read of it failed CI at 19k archs/s for code that runs
+    at 250k+ archs/s on the same kind of machine."""
+    times = []
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            start = time.thread_time()
+            work()
+            times.append(time.thread_time() - start)
+    finally:
+        if enabled:
+            gc.enable()
+    return max(min(times), 1e-9)
+
+
 @pytest.mark.parametrize("name", ["proxyless", "single_path", "nasnet"])
 def test_complexity_is_fast_enough_for_a_large_search(name: str) -> None:
     space = get(name, preset="imagenet")
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(20_000)]
-    start = time.process_time()  # CPU time: immune to other processes on a shared machine
-    space.complexity_batch(archs)
-    batch_rate = len(archs) / (time.process_time() - start)
-    start = time.process_time()
-    for arch in archs[:1000]:
-        space.complexity(arch)
-    single_rate = 1000 / (time.process_time() - start)
+    batch_rate = len(archs) / _best_thread_seconds(lambda: space.complexity_batch(archs))
+    single_rate = 1000 / _best_thread_seconds(lambda: [space.complexity(a) for a in archs[:1000]])
     assert batch_rate >= 20_000, f"complexity_batch: {batch_rate:.0f} archs/s"
     assert single_rate >= 1_000, f"complexity: {single_rate:.0f} archs/s"
