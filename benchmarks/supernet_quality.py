@@ -139,22 +139,27 @@ def describe_data(dataset: str, data: DatasetSplits) -> str:
 # --- the archs ---------------------------------------------------------------------------------
 def spread_archs(space: Any, count: int, rng: np.random.Generator, pool: int = 2000) -> list[Any]:
     """``count`` archs over the MACs range, sorted by MACs, all MACs distinct: the min and max
-    subnets, and between them the random archs nearest to evenly spaced quantiles of the MACs
-    of ``pool`` random archs."""
+    subnets, and between them the candidates nearest to evenly spaced MACs. Uniformly random
+    archs crowd the middle of the range (none of 2,000 came within half the range of the max
+    on ofa_mbv3 tiny), so the candidates also include the min and max subnets mutated at
+    every rate from light to heavy, which fills both ends."""
     if count < 2:
         raise ValueError(f"count: the min and max subnets need at least 2, got {count}")
     ends = [space.sample(rng, "min"), space.sample(rng, "max")]
-    candidates = [space.sample(rng, "random") for _ in range(pool)]
-    macs = space.complexity_batch(candidates)[0]
+    candidates = [space.sample(rng, "random") for _ in range(pool // 2)]
+    rates = np.linspace(0.02, 0.9, max(1, (pool - len(candidates)) // 2))
+    candidates += [space.mutate(end, rng, float(rate)) for end in ends for rate in rates]
+    macs = space.complexity_batch(candidates)[0].astype(np.float64)
+    low, high = (int(m) for m in space.complexity_batch(ends)[0])
     chosen = list(ends)
-    taken = {int(m) for m in space.complexity_batch(ends)[0]}
-    for quantile in np.linspace(0.0, 1.0, count)[1:-1]:
-        distance = np.abs(macs - np.quantile(macs, quantile))
+    taken = {low, high}
+    for target in np.linspace(low, high, count)[1:-1]:
+        distance = np.abs(macs - target)
         index = next(
             (i for i in np.argsort(distance, kind="stable") if int(macs[i]) not in taken), None
         )
         if index is None:
-            raise ValueError(f"count: {pool} random archs hold fewer than {count} distinct MACs")
+            raise ValueError(f"count: {pool} candidate archs hold fewer than {count} distinct MACs")
         chosen.append(candidates[index])
         taken.add(int(macs[index]))
     order = np.argsort(space.complexity_batch(chosen)[0], kind="stable")

@@ -44,6 +44,10 @@ def test_spread_archs_span_the_macs_range_from_min_to_max(name: str) -> None:
     assert len(archs) == 12
     assert macs[0] == ends[0] and macs[-1] == ends[1]
     assert np.all(np.diff(macs) > 0)  # sorted, distinct
+    # evenly spread: no gap much wider than an even step (random archs alone left half the
+    # range empty below the max)
+    even = (macs[-1] - macs[0]) / 11
+    assert np.diff(macs).max() <= 1.5 * even
 
 
 @pytest.mark.slow

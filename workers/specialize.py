@@ -355,19 +355,20 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
             timer = host_latency(space, trained.val.supernet, request.table, budget_s=TIMING_S)
         judge = _Judge(trained, latency, device, budget, timer)
         chosen = judge.pick(pool, proposals, known)
-        rescaled = None
-        level = judge.level() if chosen is None else None
-        if chosen is None and request.latency_ms is not None and level is not None and level > 1:
-            # every proposal was timed over the budget: the table's level is off this machine's
-            # now (its ranking holds), so propose again under the budget at the level just
-            # measured, once
-            assert latency is not None
-            rescaled = level
-            again = Constraint(latency, request.latency_ms / level)
-            try:
-                more = _proposals(trained, cheap, again, request.seed + 1)
-            except InfeasibleBudgetError:
-                more = []
+    rescaled = None
+    level = judge.level() if chosen is None else None
+    if chosen is None and request.latency_ms is not None and level is not None and level > 1:
+        # every proposal was timed over the budget: the table's level is off this machine's
+        # now (its ranking holds), so propose again under the budget at the level just
+        # measured, once. The evolution needs no lock; measuring and timing do.
+        assert latency is not None
+        rescaled = level
+        again = Constraint(latency, request.latency_ms / level)
+        try:
+            more = _proposals(trained, cheap, again, request.seed + 1)
+        except InfeasibleBudgetError:
+            more = []
+        with trained.lock:
             chosen = judge.pick(pool, more, [])
     if chosen is None:
         why = f"the device's table predicted subnets under {budget}, but measured"
