@@ -31,7 +31,11 @@ from nas.config_file import ConfigFileError, load_mapping
 #: Where ``service.settings.Settings`` listens by default (NAS_HOST, NAS_PORT).
 _DEFAULT_HOST, _DEFAULT_PORT = "127.0.0.1", 8000
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-DOWNLOAD_FORMATS = ("onnx", "torchscript", "pytorch")
+#: Files made on demand (``export``) ...
+EXPORT_FORMATS = ("onnx", "torchscript", "pytorch")
+#: ... and what can be downloaded: those, and the weights the finetuning stage trained
+#: (made by the job, never on demand).
+DOWNLOAD_FORMATS = (*EXPORT_FORMATS, "finetuned")
 #: Specialising (a short evolution, a table profiled on first use) and exporting on demand
 #: take longer than a read; these calls wait at least this long.
 SLOW_CALL_TIMEOUT_S = 600.0
@@ -273,8 +277,8 @@ class Client:
     ) -> dict[str, Any]:
         """Make sure the subnet's file in ``format`` exists: ask for the export (a token's
         work, queued by the service) when it does not, and wait until it is ``ready``."""
-        if format not in DOWNLOAD_FORMATS:
-            raise ValueError(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
+        if format not in EXPORT_FORMATS:
+            raise ValueError(f"format: {format!r}; allowed values: {list(EXPORT_FORMATS)}")
         status_path = f"/api/v1/subnets/{int(subnet_id)}/exports/{format}"
         status = self._json("GET", status_path)
         if status["state"] != "ready":
@@ -301,11 +305,15 @@ class Client:
         return status
 
     def download(self, subnet_id: int, format: str = "onnx", dest: str | Path = ".") -> Path:
-        """Save a subnet's file (``onnx``, ``torchscript`` or ``pytorch``) at ``dest`` (a file,
-        or a directory to keep the service's file name); the path. A file not made yet is
-        exported first (``export``: needs a token). The bytes are checked against the
-        service's ``X-Checksum-SHA256`` before the file appears."""
-        self.export(subnet_id, format)
+        """Save a subnet's file (``onnx``, ``torchscript``, ``pytorch`` or ``finetuned``, the
+        fine-tuned state dict) at ``dest`` (a file, or a directory to keep the service's file
+        name); the path. An export not made yet is made first (``export``: needs a token).
+        The bytes are checked against the service's ``X-Checksum-SHA256`` before the file
+        appears."""
+        if format not in DOWNLOAD_FORMATS:
+            raise ValueError(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
+        if format in EXPORT_FORMATS:
+            self.export(subnet_id, format)
         path = f"/api/v1/subnets/{int(subnet_id)}/download"
         timeout = max(self.timeout, SLOW_CALL_TIMEOUT_S)
         try:

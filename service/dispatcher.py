@@ -75,6 +75,28 @@ class _Attempt:
     poll: Any = None
 
 
+def job_request(owned: OwnedJob, settings: Settings) -> JobRequest:
+    """The runner's request for a claimed job: its stored spec, where its files go, and the
+    stages an earlier attempt finished. A spec stored before a field existed gets its
+    defaults; a ``ValidationError`` or ``KeyError`` for one that no longer fits."""
+    return JobRequest(
+        job_id=owned.id,
+        attempt=owned.attempt,
+        artifact_dir=settings.artifact_dir.resolve(),
+        data_root=settings.data_root.resolve(),
+        completed_stages=owned.completed_stages,
+        store_id=ArtifactStore(settings.artifact_dir).ensure_marker(),
+        **{
+            key: owned.spec[key]
+            for key in ("space", "preset", "dataset", "training", "search", "devices")
+        },
+        num_workers=owned.spec["num_workers"],
+        placement=owned.spec.get("placement", {}),
+        health=owned.spec.get("health", {}),  # specs stored before health gates
+        finetune=owned.spec.get("finetune", {}),  # before the finetuning stage; null skips it
+    )
+
+
 class Dispatcher:
     """Claims and runs jobs; thread-safe ``wake`` and ``stop``."""
 
@@ -325,23 +347,8 @@ class Dispatcher:
             self._launch(owned)
 
     def _launch(self, owned: OwnedJob) -> None:
-        settings = self.settings
         try:
-            request = JobRequest(
-                job_id=owned.id,
-                attempt=owned.attempt,
-                artifact_dir=settings.artifact_dir.resolve(),
-                data_root=settings.data_root.resolve(),
-                completed_stages=owned.completed_stages,
-                store_id=ArtifactStore(settings.artifact_dir).ensure_marker(),
-                **{
-                    key: owned.spec[key]
-                    for key in ("space", "preset", "dataset", "training", "search", "devices")
-                },
-                num_workers=owned.spec["num_workers"],
-                placement=owned.spec.get("placement", {}),
-                health=owned.spec.get("health", {}),  # specs stored before health gates
-            )
+            request = job_request(owned, self.settings)
             self._write_tables(request)
             # One CPU for the actor when it trains itself; none when it only drives Ray
             # Train workers (which each take their own), so N workers fit on N CPUs.

@@ -23,6 +23,7 @@ from typing import Literal
 from sqlalchemy.orm import Session
 
 from nas.data import DatasetSpec
+from nas.export.formats import ExportFormat
 from service.api.schemas.results import DOWNLOAD_FORMATS, DownloadFormat
 from service.errors import ConflictError, ServiceError
 from service.models import Artifact, Subnet
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING = 8
 
 ExportState = Literal["queued", "running", "failed"]
-Key = tuple[int, DownloadFormat]
+Key = tuple[int, ExportFormat]
 
 
 class QueueFullError(Exception):
@@ -51,7 +52,7 @@ class ExportTask:
     """An export asked for and not yet a file: where it stands, and why it failed."""
 
     subnet_id: int
-    format: DownloadFormat
+    format: ExportFormat
     state: ExportState = "queued"
     error: str | None = None
     requested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -83,22 +84,30 @@ def _export_dir_name(arch_id: str, subnet_id: int) -> str:
 
 
 def check_exportable(session: Session, settings: Settings, subnet: Subnet) -> None:
-    """Refuse at request time what the worker could only fail on: a job without a supernet."""
+    """Refuse at request time what the worker could only fail on: a job without a supernet,
+    a fine-tuned subnet without its fine-tuned weights."""
     job = get_job(session, subnet.job_id)
     if job.state != "succeeded":
         raise ConflictError(
             f"job {job.id} is {job.state}; subnets are exported from the supernet of a "
             "succeeded job"
         )
-    if not checkpoint_path(job_dir(settings.artifact_dir, job.id)).is_file():
+    directory = job_dir(settings.artifact_dir, job.id)
+    if not checkpoint_path(directory).is_file():
         raise ConflictError(
             f"job {job.id}'s trained supernet is not on disk; subnets without a file cannot "
             "be exported"
         )
+    tuned = (subnet.finetune or {}).get("weights")
+    if tuned is not None and not (directory / tuned).is_file():
+        raise ConflictError(
+            f"subnet {subnet.id}'s fine-tuned weights ({tuned}) are not on disk; it is exported "
+            "with them or not at all"
+        )
 
 
 def export_subnet(
-    session: Session, settings: Settings, subnet_id: int, fmt: DownloadFormat
+    session: Session, settings: Settings, subnet_id: int, fmt: ExportFormat
 ) -> Artifact:
     """Export one subnet from its job's supernet (BN recalibrated) and register the file. The
     session's transaction is closed while the export runs."""
@@ -106,6 +115,10 @@ def export_subnet(
     check_exportable(session, settings, subnet)
     job = get_job(session, subnet.job_id)
     job_id, arch_id, arch = job.id, subnet.arch_id, dict(subnet.arch)
+    # the exporting stage exports a fine-tuned subnet with its fine-tuned weights, into the
+    # same directory: a file made here again is the same file
+    tuned = (subnet.finetune or {}).get("weights")
+    weights: Literal["inherited", "finetuned"] = "inherited" if tuned is None else "finetuned"
     space, preset, dataset = job.space, job.preset, DatasetSpec.model_validate(job.spec["dataset"])
     session.rollback()
 
@@ -122,6 +135,7 @@ def export_subnet(
             arch=arch,
             formats=[fmt],
             out_dir=directory / "exports" / _export_dir_name(arch_id, subnet_id),
+            weights=weights,
         )
     except FileNotFoundError as exc:
         raise ConflictError(f"job {job_id}'s files are incomplete, cannot export: {exc}") from None
@@ -152,7 +166,7 @@ class ExportQueue:
         self._max_pending = max_pending
         self._thread: threading.Thread | None = None
 
-    def request(self, subnet_id: int, fmt: DownloadFormat) -> ExportTask:
+    def request(self, subnet_id: int, fmt: ExportFormat) -> ExportTask:
         """Queue an export, or answer the one already queued or running for the same file."""
         key = (subnet_id, fmt)
         with self._lock:
@@ -171,7 +185,7 @@ class ExportQueue:
                 self._thread.start()
             return task
 
-    def status(self, subnet_id: int, fmt: DownloadFormat) -> ExportTask | None:
+    def status(self, subnet_id: int, fmt: ExportFormat) -> ExportTask | None:
         with self._lock:
             return self._tasks.get((subnet_id, fmt))
 

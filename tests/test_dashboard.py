@@ -42,6 +42,7 @@ from service.models import (
     SubnetLatency,
 )
 from service.settings import Settings
+from workers.spec import STAGE_ORDER
 
 try:
     from selenium import webdriver
@@ -445,7 +446,8 @@ def test_the_job_page_draws_every_subnet_and_each_front(
     )
     assert budget_lines == [results.budget_ms]
     # the stage timeline, training curves and predictor quality are there too
-    assert len(browser.find_elements(By.CSS_SELECTOR, ".tl-row")) == 4
+    rows = browser.find_elements(By.CSS_SELECTOR, ".tl-row")
+    assert [r.get_attribute("data-stage") for r in rows] == list(STAGE_ORDER)
     assert browser.execute_script(
         "return document.getElementById('accuracy-plot').data.map(t => t.y.length)"
     ) == [3, 3]
@@ -967,4 +969,186 @@ def test_compare_puts_devices_thirty_times_apart_on_a_log_axis(
         == "log"
     )
     browser.save_screenshot(str(screenshots / "compare-log.png"))
+    assert console_errors(browser) == []
+
+
+# --- the finetuning stage (issue 29) -------------------------------------------------------------
+
+#: arch_id -> (inherited val accuracy, ORT latency ms, MACs, fine-tuned val accuracy or None)
+FINETUNED_JOB = {
+    "ft-a": (93.0, 0.9, 4_000_000, 95.5),
+    "ft-b": (90.0, 0.6, 3_000_000, 92.25),
+    "ft-c": (86.0, 0.3, 2_000_000, None),
+    "ft-d": (80.0, 0.8, 3_500_000, None),  # beaten: off the front
+}
+
+
+def _finetuned_job(server: Server) -> tuple[int, dict[str, int], bytes]:
+    """A succeeded job whose finetuning stage trained two of its front's three subnets (rows
+    as the service stores them), with the fine-tuned weights of the best one on disk."""
+    weights = b"a fine-tuned state dict" * 50
+    with written(server) as session:
+        now = datetime.now(UTC)
+        job = _job("fine-tuned", "succeeded", progress=100.0, stage="exporting")
+        job.started_at, job.finished_at = now - timedelta(minutes=30), now
+        job.spec = {
+            **job.spec,
+            "devices": [ORT],
+            "search": {"budgets": {ORT: {"latency_ms": 1.0}}},
+            "finetune": {"subnets": 2, "samples": 3, "max_epochs": 2, "grace_epochs": 1},
+        }
+        session.add(job)
+        session.flush()
+        for position, name in enumerate(STAGE_ORDER):
+            stage = JobStage(job_id=job.id, name=name, position=position, state="succeeded")
+            stage.progress, stage.started_at = 100.0, now - timedelta(minutes=25 - 5 * position)
+            stage.finished_at = stage.started_at + timedelta(minutes=4)
+            session.add(stage)
+        ids = {}
+        for arch_id, (accuracy, ms, macs, tuned) in FINETUNED_JOB.items():
+            subnet = Subnet(
+                job_id=job.id,
+                arch_id=arch_id,
+                arch={"space": "bignas", "preset": "tiny", "resolution": 32, "depth": [2, 2]},
+                resolution=32,
+                macs=macs,
+                params=macs // 10,
+                predicted_accuracy=accuracy + 1.0,
+                measured_accuracy=accuracy,
+                finetuned_accuracy=tuned,
+                finetune=None
+                if tuned is None
+                else {
+                    "holdout_accuracy": tuned - 0.5,
+                    "recipe": {"lr": 0.004, "weight_decay": 3e-5, "epochs": 2, "kd_weight": 0.5},
+                    "epochs": 2,
+                    "trials": 3,
+                    "stopped_early": 1,
+                    "weights": f"finetuned/{arch_id}.pt",
+                },
+            )
+            session.add(subnet)
+            session.flush()
+            session.add(SubnetLatency(subnet_id=subnet.id, device=ORT, measured_ms=ms))
+            ids[arch_id] = subnet.id
+        front = ParetoFront(
+            job_id=job.id, device=ORT, objectives=["accuracy", f"latency:{ORT}"], hypervolume=0.4
+        )
+        session.add(front)
+        session.flush()
+        for position, arch_id in enumerate(["ft-a", "ft-b", "ft-c"]):
+            session.add(ParetoMember(front_id=front.id, subnet_id=ids[arch_id], position=position))
+        relative = Path("jobs", str(job.id), "finetuned", "ft-a.pt")
+        (server.settings.artifact_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (server.settings.artifact_dir / relative).write_bytes(weights)
+        session.add(
+            Artifact(
+                job_id=job.id,
+                subnet_id=ids["ft-a"],
+                kind="finetuned_weights",
+                path=relative.as_posix(),
+                size_bytes=len(weights),
+                sha256=hashlib.sha256(weights).hexdigest(),
+            )
+        )
+        session.commit()
+        return job.id, ids, weights
+
+
+#: Each fine-tuning arrow as drawn: its line's two ends in the plot's pixels (the arrow's group
+#: also holds its head, a path of its own).
+ARROWS_JS = (
+    "return [...arguments[0].querySelectorAll('.annotation-arrow-g path')]"
+    "  .map((p) => p.getAttribute('d').match(/^M([-\\d.e]+),([-\\d.e]+)L([-\\d.e]+),([-\\d.e]+)$/))"
+    "  .filter(Boolean).map((ends) => ends.slice(1, 5).map(Number))"
+)
+#: Pixels of (x, accuracy) points on the plot's axes (x in data units, log or linear alike).
+PIXELS_JS = (
+    "const gd = arguments[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;"
+    "return arguments[1].map(([x, y]) => [xa._offset + xa.l2p(xa.d2l(x)), ya._offset + ya.l2p(y)])"
+)
+
+
+def test_a_fine_tuned_subnet_has_its_second_point_an_arrow_and_a_column(
+    browser: WebDriver, server: Server, downloads: Path, screenshots: Path
+) -> None:
+    job_id, ids, weights = _finetuned_job(server)
+    tuned = {a: v for a, v in FINETUNED_JOB.items() if v[3] is not None}
+    open_page(browser, f"{server.url}/jobs/{job_id}")
+    shown = plot_dataset(browser)
+    assert shown["frontPoints"] == "3" and shown["finetunedPoints"] == str(len(tuned))
+    plot = browser.find_element(By.ID, "front-plot")
+    (trace,) = browser.execute_script(
+        "return arguments[0].data.filter(t => t.meta === 'finetuned')"
+        ".map(t => ({name: t.name, x: t.x, y: t.y, ids: t.customdata}))",
+        plot,
+    )
+    assert trace["name"].startswith("fine-tuned")
+    drawn = {
+        subnet_id: (x, y)
+        for subnet_id, x, y in zip(trace["ids"], trace["x"], trace["y"], strict=True)
+    }
+    assert drawn == {ids[a]: (v[1], v[3]) for a, v in tuned.items()}
+    legend = [e.text for e in plot.find_elements(By.CSS_SELECTOR, ".legendtext")]
+    assert any(text.startswith("fine-tuned") for text in legend), legend
+
+    for axis in ("latency", "macs"):  # a linear axis, then a log one
+        Select(browser.find_element(By.ID, "axis-select")).select_by_value(axis)
+        wait_for(
+            browser,
+            lambda d, axis=axis: (
+                d.execute_script("return arguments[0].layout.xaxis.type", plot)
+                == ("linear" if axis == "latency" else "log")
+            ),
+            axis,
+        )
+        arrows = browser.execute_script(ARROWS_JS, plot)
+        assert len(arrows) == len(tuned), f"{axis}: {arrows}"
+        for arch_id, (accuracy, ms, macs, finetuned) in tuned.items():
+            x = ms if axis == "latency" else macs
+            (start, head) = browser.execute_script(PIXELS_JS, plot, [[x, accuracy], [x, finetuned]])
+            # an arrow from the inherited point up to the fine-tuned one (stood off a little)
+            matching = [
+                a
+                for a in arrows
+                if abs(a[0] - start[0]) < 1
+                and abs(a[1] - start[1]) < 10
+                and abs(a[2] - head[0]) < 1
+                and abs(a[3] - head[1]) < 10
+            ]
+            assert len(matching) == 1, f"{axis}, {arch_id}: no arrow {start} -> {head} in {arrows}"
+            assert matching[0][3] < matching[0][1]  # upwards: fine-tuning gained accuracy
+    browser.save_screenshot(str(screenshots / "job-finetuned.png"))
+
+    # the members table: both accuracies side by side
+    members = browser.find_element(By.CSS_SELECTOR, "#front-members details")
+    members.find_element(By.TAG_NAME, "summary").click()
+    headers = [th.text for th in members.find_elements(By.CSS_SELECTOR, "thead th")]
+    assert headers.index("Fine-tuned (measured)") == headers.index("Accuracy (measured)") + 1
+    cells = {
+        row.find_elements(By.TAG_NAME, "td")[1].text: [
+            td.text for td in row.find_elements(By.TAG_NAME, "td")[2:4]
+        ]
+        for row in members.find_elements(By.CSS_SELECTOR, "tbody tr")
+    }
+    assert cells == {
+        f"#{ids[a]}": [f"{v[0]:.2f}%", "\u2013" if v[3] is None else f"{v[3]:.2f}%"]
+        for a, v in FINETUNED_JOB.items()
+        if a != "ft-d"
+    }
+    timeline = browser.find_element(By.CSS_SELECTOR, '.tl-row[data-stage="finetuning"]')
+    assert timeline.get_attribute("data-state") == "succeeded"
+    assert "2 subnets per device, 3 recipes each" in browser.find_element(By.ID, "job-head").text
+
+    # the panel: the fine-tuned figure, its recipe, and its weights downloaded
+    members.find_element(By.XPATH, f".//button[text()='#{ids['ft-a']}']").click()
+    panel = wait_css(browser, "#subnet-panel")
+    wait_for(browser, lambda d: "Fine-tuned accuracy" in panel.text, "the fine-tuned figures")
+    assert "95.50% measured on val" in panel.text and "lr 0.004" in panel.text
+    for old in downloads.iterdir():
+        old.unlink()
+    browser.find_element(By.ID, "download-finetuned").click()
+    target = downloads / f"subnet-{ids['ft-a']}.finetuned.pt"
+    wait_for(browser, lambda d: target.is_file() and target.read_bytes() == weights, "weights")
+    assert "sha256 checked" in wait_css(browser, "#download-status .notice-ok").text
     assert console_errors(browser) == []

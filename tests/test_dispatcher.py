@@ -41,6 +41,7 @@ SPEC: dict[str, Any] = {
         "bn_recalibration_batches": 2,
     },
     "search": {"population": 8, "generations": 4, "evaluations": 10},
+    "finetune": {"subnets": 1, "samples": 1, "max_epochs": 1},
     "devices": ["host-cpu-torch"],
 }
 

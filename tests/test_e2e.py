@@ -76,6 +76,7 @@ def _spec(host_tables: Path) -> dict[str, Any]:
             "evaluations": 12,
             "budgets": {HOST: {"latency_ms": float(fast + 0.5 * (slow - fast))}},
         },
+        "finetune": {"subnets": 1, "samples": 1, "max_epochs": 1},
         "devices": [HOST, BOARD],
     }
 
@@ -115,6 +116,7 @@ def test_submit_search_specialize_download_and_run(
             "training",
             "building_predictor",
             "searching",
+            "finetuning",
             "exporting",
         ]
 
@@ -128,6 +130,13 @@ def test_submit_search_specialize_download_and_run(
         (host_front,) = [f for f in fronts if f["device"] == HOST]
         best = next(m for m in host_front["members"] if m["id"] == host_front["best_subnet_id"])
         assert best["latencies"][HOST]["measured_ms"] <= budget_ms  # timed whole, not predicted
+        # stage two fine-tuned the best: both figures, measured, and its weights to download
+        assert best["finetuned_accuracy"] is not None and best["finetune"]["trials"] == 1
+        weights = client.get(
+            f"/api/v1/subnets/{best['id']}/download", params={"format": "finetuned"}
+        )
+        assert weights.status_code == 200, weights.text
+        assert weights.headers["x-checksum-sha256"] == hashlib.sha256(weights.content).hexdigest()
 
         # a new budget on the other device, from the trained supernet: no retraining
         (board_front,) = [f for f in fronts if f["device"] == BOARD]

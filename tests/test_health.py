@@ -53,6 +53,7 @@ SPEC: dict[str, Any] = {
     "dataset": {"kind": "synthetic", "num_samples": 200, "resolution": 24},
     "training": TRAINING,
     "search": {"population": 8, "generations": 4, "evaluations": 10},
+    "finetune": None,  # the gates end or mark a job before stage two
     "devices": [HOST],
 }
 #: A learning rate this small leaves the supernet at its random initialisation: at chance.

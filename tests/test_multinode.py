@@ -188,6 +188,7 @@ def _spec() -> dict[str, Any]:
             "bn_recalibration_batches": 2,
         },
         "search": {"population": 8, "generations": 4, "evaluations": 10},
+        "finetune": None,  # the training stage is what spans the nodes
         "devices": [HOST],
         "num_workers": 2,
         "placement": {"strategy": "STRICT_SPREAD", "resources_per_worker": {"CPU": 1}},

@@ -254,7 +254,12 @@ def test_upgrading_an_old_database_keeps_its_rows_and_stops_reusing_ids(
         assert [row[0] for row in before["subnets"]] == [1, 2]
         upgrade_database(database_url)
         with engine.connect() as connection:
-            assert _snapshot(connection) == before
+            after = _snapshot(connection)
+        # later revisions add columns at the end, NULL for old rows; the old columns are intact
+        assert all(before[t] for t in before)
+        width = {t: len(rows[0]) for t, rows in before.items()}
+        assert {t: [r[: width[t]] for r in rows] for t, rows in after.items()} == before
+        assert all(v is None for t, rows in after.items() for r in rows for v in r[width[t] :])
         with create_session_factory(engine)() as session:
             new = _rows_in_every_id_table(session, 3)
             session.execute(delete(Job).where(Job.id == new["jobs"]))

@@ -21,6 +21,7 @@ ArtifactKind = Literal[
     "onnx",
     "torchscript",
     "pytorch_zip",
+    "finetuned_weights",
 ]
 LogLevel = Literal["info", "warning", "error"]
 

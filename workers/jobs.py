@@ -249,13 +249,15 @@ class Stage:
 
 
 def _stages() -> tuple[Stage, ...]:
+    from workers.finetuning import run_finetuning
     from workers.stages import run_building_predictor, run_exporting, run_searching
 
     # Weights: shares of a typical job's time (a tiny preset on a small dataset, 10 epochs).
     return (
-        Stage("training", 0.70, run_training),
+        Stage("training", 0.60, run_training),
         Stage("building_predictor", 0.10, run_building_predictor),
         Stage("searching", 0.15, run_searching),
+        Stage("finetuning", 0.10, run_finetuning),
         Stage("exporting", 0.05, run_exporting),
     )
 

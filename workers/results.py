@@ -27,6 +27,27 @@ class LatencyResult(BaseModel):
     measured_ms: float | None = Field(default=None, ge=0.0)
 
 
+class FinetunedResult(BaseModel):
+    """A subnet after the finetuning stage: its inherited weights trained on, standalone, with
+    the recipe that won on holdout; ``accuracy`` is that winner's top-1 on val (measured)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    accuracy: float = Field(ge=0.0, le=100.0, description="Val top-1 after fine-tuning.")
+    holdout_accuracy: float = Field(
+        ge=0.0, le=100.0, description="The winner's holdout top-1: what chose it."
+    )
+    recipe: dict[str, float | int] = Field(
+        description="lr, weight_decay, epochs, label_smoothing, kd_weight."
+    )
+    epochs: int = Field(ge=0, description="Epochs the winning trial ran.")
+    trials: int = Field(ge=1, description="Recipes tried (Ray Tune trials).")
+    stopped_early: int = Field(ge=0, description="Trials ASHA stopped before their epochs.")
+    weights: str = Field(
+        min_length=1, description="The fine-tuned state dict, relative to the job directory."
+    )
+
+
 class SubnetResult(BaseModel):
     """One subnet the job measured (a front's candidate, or a specialised one).
 
@@ -46,6 +67,9 @@ class SubnetResult(BaseModel):
     measured_accuracy: float | None = Field(default=None, ge=0.0, le=100.0)
     latencies: dict[str, LatencyResult] = Field(
         default_factory=dict, description="Device name -> latency on it."
+    )
+    finetuned: FinetunedResult | None = Field(
+        default=None, description="Set by the finetuning stage for the subnets it fine-tuned."
     )
 
 

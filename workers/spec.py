@@ -17,9 +17,15 @@ from nas.data import DatasetSpec
 from nas.hardware.device import NAME_PATTERN
 from nas.training.config import TrainingConfig
 
-StageName = Literal["training", "building_predictor", "searching", "exporting"]
+StageName = Literal["training", "building_predictor", "searching", "finetuning", "exporting"]
 #: The order every job passes through; ``workers.jobs.STAGES`` holds the ones that exist.
-STAGE_ORDER: tuple[StageName, ...] = ("training", "building_predictor", "searching", "exporting")
+STAGE_ORDER: tuple[StageName, ...] = (
+    "training",
+    "building_predictor",
+    "searching",
+    "finetuning",
+    "exporting",
+)
 
 SearchStrategy = Literal["linas", "evolution", "nsga2", "optuna_nsga2", "random"]
 PlacementStrategy = Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]
@@ -107,6 +113,52 @@ class SearchSettings(BaseModel):
         "the best pick are recomputed on these measurements.",
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+class FinetuneSettings(BaseModel):
+    """Stage two: the chosen subnets fine-tuned standalone from their inherited weights, on
+    Ray Tune. Optuna (Ray Tune's ``OptunaSearch``) samples each subnet's recipe, ASHA stops
+    weak trials early on holdout accuracy, and the winner's val accuracy is what a user is
+    shown: recipes are chosen on holdout and reported on val, so the figure is not the
+    maximum of several draws on the split it is reported on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    subnets: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Per device: its best subnet within the budget and the next front members "
+        "within it, this many in all (each subnet once across devices).",
+    )
+    samples: int = Field(
+        default=2, ge=1, le=100, description="Recipes Optuna tries per subnet (Tune trials)."
+    )
+    max_epochs: int = Field(
+        default=2,
+        ge=1,
+        le=1_000,
+        description="The most epochs of the train split one trial runs (the recipe's epochs "
+        "are sampled up to it; ASHA's max_t).",
+    )
+    grace_epochs: int = Field(
+        default=1, ge=1, le=1_000, description="Epochs every trial runs before ASHA may stop it."
+    )
+    distill: bool = Field(
+        default=True,
+        description="Distil from the supernet's largest subnet (the recipe's kd_weight is "
+        "sampled in [0, 1]); false: plain cross-entropy (kd_weight 0).",
+    )
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="after")
+    def _grace_within_max(self) -> Self:
+        if self.grace_epochs > self.max_epochs:
+            raise ValueError(
+                f"grace_epochs: {self.grace_epochs} is more than max_epochs {self.max_epochs}; "
+                "a trial cannot run longer than max_epochs"
+            )
+        return self
 
 
 class HealthSettings(BaseModel):
@@ -234,6 +286,9 @@ class JobRequest(BaseModel):
     num_workers: int = Field(ge=1)
     placement: WorkerPlacement = Field(default_factory=WorkerPlacement)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    finetune: FinetuneSettings | None = Field(
+        default_factory=FinetuneSettings, description="None: the finetuning stage is skipped."
+    )
     artifact_dir: Path = Field(description="Absolute NAS_ARTIFACT_DIR, shared with the workers.")
     data_root: Path = Field(description="Absolute NAS_DATA_ROOT, shared with the workers.")
     completed_stages: list[StageName] = Field(

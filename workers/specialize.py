@@ -401,9 +401,11 @@ def export_subnet_files(
     arch: dict[str, Any],
     formats: Sequence[str],
     out_dir: Path,
+    weights: Literal["inherited", "finetuned"] = "inherited",
 ) -> dict[str, Any]:
-    """Export any subnet of a trained job (BN recalibrated) with ``nas.export``; format ->
-    ``nas.export.ExportedFile``."""
+    """Export any subnet of a trained job with ``nas.export``; format ->
+    ``nas.export.ExportedFile``. ``inherited``: the supernet's weights, BN recalibrated;
+    ``finetuned``: the weights the finetuning stage trained for this subnet."""
     from nas.export import FORMATS, export_subnet
 
     unknown = [f for f in formats if f not in FORMATS]
@@ -411,7 +413,15 @@ def export_subnet_files(
         raise ValueError(f"formats: {unknown or 'none given'}; allowed values: {list(FORMATS)}")
     trained = _trained(Path(job_dir), space, preset, dataset, data_root)
     subnet = trained.space.arch_from_dict(arch)
-    model = trained.extract(subnet)
+    if weights == "finetuned":
+        from workers.finetuning import load_finetuned
+
+        found = load_finetuned(Path(job_dir), trained, subnet)
+        if found is None:
+            raise ValueError(f"weights: subnet {subnet.id} was not fine-tuned in {job_dir}")
+        model = found
+    else:
+        model = trained.extract(subnet)
     return dict(
         export_subnet(
             model,
@@ -424,7 +434,7 @@ def export_subnet_files(
             out_dir=Path(out_dir),
             formats=list(formats),  # type: ignore[arg-type]
             stem="subnet",
-            metadata={"arch_id": subnet.id},
+            metadata={"arch_id": subnet.id, "weights": weights},
             dataset=dataset,
         )
     )

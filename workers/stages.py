@@ -169,21 +169,30 @@ def run_searching(ctx: StageContext) -> None:
 # --- exporting ---------------------------------------------------------------------------------
 
 
-def exported_subnets(ctx: StageContext) -> list[tuple[str, dict[str, Any]]]:
-    """(arch_id, arch) of each front's best subnet (its most accurate member without a
-    budget), each once."""
+def exported_subnets(ctx: StageContext) -> list[tuple[str, dict[str, Any], bool]]:
+    """(arch_id, arch, fine-tuned) of each front's best subnet (its most accurate member
+    within the budget, else its first) and of every subnet the finetuning stage trained,
+    each once: a fine-tuned subnet is exported with its fine-tuned weights."""
     results = read_results(ctx.job_dir / RESULTS_NAME)
     chosen: dict[str, dict[str, Any]] = {}
     for front in results.fronts:
         arch_id = front.best or (front.members[0] if front.members else None)
         if arch_id is not None:
             chosen.setdefault(arch_id, results.subnet(arch_id).arch)
-    return list(chosen.items())
+    for subnet in results.subnets:
+        if subnet.finetuned is not None:
+            chosen.setdefault(subnet.arch_id, subnet.arch)
+    return [
+        (arch_id, arch, results.subnet(arch_id).finetuned is not None)
+        for arch_id, arch in chosen.items()
+    ]
 
 
 def run_exporting(ctx: StageContext) -> None:
     """ONNX, TorchScript and the weights zip of every chosen subnet, under
-    ``exports/<arch_id>/``; a subnet whose directory is complete is not exported again."""
+    ``exports/<arch_id>/`` (fine-tuned weights where the subnet was fine-tuned; the inherited
+    ones stay exportable on demand); a subnet whose directory is complete is not exported
+    again."""
     import shutil
 
     from nas.export.formats import file_name
@@ -192,7 +201,7 @@ def run_exporting(ctx: StageContext) -> None:
     request = ctx.request
     chosen = exported_subnets(ctx)
     names = {fmt: file_name(EXPORT_STEM, fmt) for fmt in EXPORT_KINDS}  # type: ignore[arg-type]
-    for index, (arch_id, arch) in enumerate(chosen):
+    for index, (arch_id, arch, finetuned) in enumerate(chosen):
         out = ctx.job_dir / "exports" / arch_id
         if not all((out / name).exists() for name in names.values()):
             partial = out.with_name(arch_id + ".partial")
@@ -206,10 +215,15 @@ def run_exporting(ctx: StageContext) -> None:
                 arch=arch,
                 formats=list(EXPORT_KINDS),
                 out_dir=partial,
+                weights="finetuned" if finetuned else "inherited",
             )
             shutil.rmtree(out, ignore_errors=True)
             partial.replace(out)
         for fmt, kind in EXPORT_KINDS.items():
             ctx.artifact(kind, out / names[fmt], arch_id=arch_id)  # type: ignore[arg-type]
         ctx.progress((index + 1) / len(chosen))
-    ctx.log(f"exported {len(chosen)} subnets as {', '.join(EXPORT_KINDS)}")
+    tuned = sum(finetuned for _, _, finetuned in chosen)
+    ctx.log(
+        f"exported {len(chosen)} subnets ({tuned} with fine-tuned weights) as "
+        f"{', '.join(EXPORT_KINDS)}"
+    )

@@ -63,11 +63,16 @@ def _print_json(value: Any) -> None:
 
 
 def _accuracy(subnet: dict[str, Any]) -> str:
+    """Measured (else predicted, marked), and the fine-tuned figure beside it where the
+    finetuning stage trained the subnet: ``95.10 -> 96.40 (fine-tuned)``."""
+    tuned = subnet.get("finetuned_accuracy")  # absent from a service older than the stage
     if subnet["measured_accuracy"] is not None:
-        return f"{subnet['measured_accuracy']:.2f}"
-    if subnet["predicted_accuracy"] is not None:
-        return f"{subnet['predicted_accuracy']:.2f} (pred)"
-    return "-"
+        shown = f"{subnet['measured_accuracy']:.2f}"
+    elif subnet["predicted_accuracy"] is not None:
+        shown = f"{subnet['predicted_accuracy']:.2f} (pred)"
+    else:
+        shown = "-"
+    return shown if tuned is None else f"{shown} -> {tuned:.2f} (fine-tuned)"
 
 
 def _latency(subnet: dict[str, Any], device: str) -> str:
@@ -303,8 +308,9 @@ def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
         budget = ", ".join(f"{k} <= {v:g}" for k, v in (front["budget"] or {}).items())
         table = Table(
             title=f"job {job_id} on {device}" + (f" (budget {budget})" if budget else ""),
-            caption="acc: measured on val; ms: measured (timed whole) unless marked (pred); "
-            "pred: what the search believed (predictor, holdout split, latency table)",
+            caption="acc: measured on val, from the supernet (-> after fine-tuning, measured "
+            "on val); ms: measured (timed whole) unless marked (pred); pred: what the search "
+            "believed (predictor, holdout split, latency table)",
         )
         table.add_column("", min_width=1, no_wrap=True)  # * marks the best
         for column in ("subnet", "acc %", "pred %", "ms", "pred ms", "MMACs", "Mparams"):
@@ -327,8 +333,27 @@ def print_fronts(job_id: int, fronts: list[dict[str, Any]]) -> None:
         console.print(table)
         if front["best_subnet_id"] is not None:
             console.print(f"* best: `nas download {front['best_subnet_id']} --format onnx`")
+            _print_finetuned(front)
         elif front["budget"]:
             console.print(f"no measured subnet meets the budget on {device}: nothing is picked")
+
+
+def _print_finetuned(front: dict[str, Any]) -> None:
+    """The best pick's fine-tuning, where the finetuning stage trained it: the two figures,
+    the recipe that won, and where its weights are."""
+    best = next((m for m in front["members"] if m["id"] == front["best_subnet_id"]), None)
+    if best is None or best.get("finetuned_accuracy") is None:
+        return
+    finetune = best.get("finetune") or {}
+    recipe = ", ".join(f"{k} {v:g}" for k, v in (finetune.get("recipe") or {}).items())
+    lines = (
+        f"  fine-tuned: {best['measured_accuracy']:.2f} -> {best['finetuned_accuracy']:.2f} % "
+        f"on val, the best of {finetune.get('trials', '?')} recipes on holdout",
+        f"  recipe: {recipe or '-'}",
+        f"  fine-tuned weights: GET /api/v1/subnets/{best['id']}/download?format=finetuned",
+    )
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def pareto_command(

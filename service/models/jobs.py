@@ -19,6 +19,7 @@ JobState = Literal[
     "training",
     "building_predictor",
     "searching",
+    "finetuning",
     "exporting",
     "succeeded",
     "failed",

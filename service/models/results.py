@@ -52,6 +52,12 @@ class Subnet(Base):
     params: Mapped[int] = mapped_column(BigInteger)
     predicted_accuracy: Mapped[float | None] = mapped_column(Float)
     measured_accuracy: Mapped[float | None] = mapped_column(Float)
+    #: Top-1 on val after the finetuning stage trained the subnet standalone (measured);
+    #: a column of its own, so that it sorts and is checked like the other accuracies.
+    finetuned_accuracy: Mapped[float | None] = mapped_column(Float)
+    #: How it was had (``workers.results.FinetunedResult`` without ``accuracy``, which is
+    #: the column above): holdout_accuracy, recipe, epochs, trials, stopped_early, weights.
+    finetune: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
@@ -60,6 +66,7 @@ class Subnet(Base):
         # NULL passes a CHECK, so "not measured yet" needs no special case.
         CheckConstraint("predicted_accuracy BETWEEN 0 AND 100", name="predicted_accuracy"),
         CheckConstraint("measured_accuracy BETWEEN 0 AND 100", name="measured_accuracy"),
+        CheckConstraint("finetuned_accuracy BETWEEN 0 AND 100", name="finetuned_accuracy"),
         Unique("job_id", "arch_id"),
         IDS_NEVER_REUSED,
     )

@@ -1,9 +1,11 @@
 """Storing what a job's search produced (``workers.results.JobResults``) in its rows.
 
 Idempotent: a subnet is one row per (job, arch_id), updated when it comes again (a resumed
-attempt, a repeated poll), its latencies one row per device; a job's fronts are replaced as a
-whole. Runs inside the caller's transaction (the controller records the results together
-with the event that announced them) and commits nothing itself.
+attempt, a repeated poll, the finetuning stage's rewrite of the file with ``finetuned`` set),
+its latencies one row per device; a job's fronts are replaced as a whole. A measurement is
+never forgotten: a file without one (or without ``finetuned``) keeps the stored figure. Runs
+inside the caller's transaction (the controller records the results together with the event
+that announced them) and commits nothing itself.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def _upsert_subnets(session: Session, job_id: int, results: JobResults) -> dict[
         row.predicted_accuracy = result.predicted_accuracy
         if result.measured_accuracy is not None:  # never forget a measurement
             row.measured_accuracy = result.measured_accuracy
+        if result.finetuned is not None:  # the finetuning stage's rewrite of the file
+            row.finetuned_accuracy = result.finetuned.accuracy
+            row.finetune = result.finetuned.model_dump(mode="json", exclude={"accuracy"})
         rows[result.arch_id] = row
     session.flush()
     return rows

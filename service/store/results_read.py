@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.api.schemas.results import (
     FORMAT_OF_KIND,
     ArtifactPublic,
+    FinetunePublic,
     FrontMembershipPublic,
     FrontPublic,
     LatencyPublic,
@@ -80,6 +81,11 @@ def _latencies(session: Session, subnet_ids: Sequence[int]) -> dict[int, dict[st
     return found
 
 
+def _finetune(stored: dict[str, Any] | None) -> FinetunePublic | None:
+    """The stored ``subnets.finetune`` as clients read it (its weights' path stays inside)."""
+    return None if stored is None else FinetunePublic.model_validate(stored)
+
+
 def _public(subnets: Iterable[Subnet], session: Session) -> list[SubnetPublic]:
     subnets = list(subnets)
     latencies = _latencies(session, [s.id for s in subnets])
@@ -94,6 +100,8 @@ def _public(subnets: Iterable[Subnet], session: Session) -> list[SubnetPublic]:
             params=s.params,
             predicted_accuracy=s.predicted_accuracy,
             measured_accuracy=s.measured_accuracy,
+            finetuned_accuracy=s.finetuned_accuracy,
+            finetune=_finetune(s.finetune),
             latencies=latencies.get(s.id, {}),
         )
         for s in subnets
@@ -198,6 +206,8 @@ def _front_statements(one_device: bool) -> tuple[Any, Any]:
             Subnet.params,
             Subnet.predicted_accuracy,
             Subnet.measured_accuracy,
+            Subnet.finetuned_accuracy,
+            cast(Subnet.finetune, Text),
         )
         .select_from(ParetoFront)
         .outerjoin(ParetoMember, ParetoMember.front_id == ParetoFront.id)
@@ -256,7 +266,8 @@ def fronts_from_rows(rows: FrontRows) -> list[FrontPublic]:
         heads.setdefault(device, (objectives, hypervolume))
         if subnet_id is None:
             continue
-        job_id, arch_id, arch, resolution, macs, params, predicted, measured = subnet
+        job_id, arch_id, arch, resolution, macs, params, predicted, measured, *tuned = subnet
+        finetuned, finetune = tuned
         members[device].append(
             SubnetPublic(
                 id=subnet_id,
@@ -268,6 +279,8 @@ def fronts_from_rows(rows: FrontRows) -> list[FrontPublic]:
                 params=params,
                 predicted_accuracy=predicted,
                 measured_accuracy=measured,
+                finetuned_accuracy=finetuned,
+                finetune=_finetune(None if finetune is None else json.loads(finetune)),
                 latencies=latencies.get(subnet_id, {}),
             )
         )

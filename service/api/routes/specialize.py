@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from workers.specialize import SpecializedSubnet
 
 router = APIRouter(prefix="/jobs", tags=["results"], responses=COMMON_RESPONSES)
+#: What a stored subnet has that the search does not compare (rows, fine-tuning): picks are made
+#: on inherited measured accuracy, as the fronts are.
+_NOT_COMPARED = {"id", "job_id", "finetuned_accuracy", "finetune"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,7 @@ def _snapshot(session: Session, job_id: int, body: SpecializeCreate) -> _JobSnap
         dataset=DatasetSpec.model_validate(job.spec["dataset"]),
         uploaded=uploaded,
         known=[
-            SubnetResult.model_validate(s.model_dump(exclude={"id", "job_id"}))
+            SubnetResult.model_validate(s.model_dump(exclude=_NOT_COMPARED))
             for s in store.measured_subnets(session, job_id)
         ],
     )
@@ -180,11 +183,13 @@ def specialize_job(
     record = SubnetRecord.model_validate(result.subnet.model_dump())
     subnet_id = store.record_subnet(session, job_id, record)
     refresh_fronts(session, job_id)  # a new measurement may join (or beat) a front member
+    subnet = store.get_subnet(reads, subnet_id)  # read-only: no lock while the answer is sent
+    tuned = {"finetuned_accuracy": "measured"} if subnet.finetuned_accuracy is not None else {}
     return SpecializePublic(
-        subnet=store.get_subnet(reads, subnet_id),  # read-only: no lock while the answer is sent
+        subnet=subnet,
         device=result.device,
         budget=result.budget,
-        figures=result.figures,
+        figures={**result.figures, **tuned},
         from_job=result.from_job,
         candidates=result.candidates,
         rescaled=result.rescaled,

@@ -9,6 +9,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
+from nas.export.formats import ExportFormat
 from service.api.auth import WriteAccess
 from service.api.deps import MAX_ID, ReadSessionDep, SessionDep, SettingsDep
 from service.api.schemas.common import COMMON_RESPONSES, FORBIDDEN, ErrorPublic
@@ -25,7 +26,7 @@ _NOT_FOUND = {404: {"model": ErrorPublic, "description": "No such subnet."}}
 
 SubnetId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The subnet's id.")]
 RETRY_AFTER_S = "10"  # an export takes seconds; a full queue drains in tens of them
-Format = Annotated[DownloadFormat, PathParam(description="onnx, torchscript or pytorch.")]
+Format = Annotated[ExportFormat, PathParam(description="onnx, torchscript or pytorch.")]
 
 
 def _exports(request: Request) -> ExportQueue:
@@ -37,7 +38,7 @@ def _exports(request: Request) -> ExportQueue:
 
 
 def _export_public(
-    session: Session, settings: Settings, exports: ExportQueue, subnet_id: int, fmt: DownloadFormat
+    session: Session, settings: Settings, exports: ExportQueue, subnet_id: int, fmt: ExportFormat
 ) -> ExportPublic:
     found = existing_file(session, settings, subnet_id, fmt)
     if found is not None:
@@ -133,7 +134,8 @@ def read_export(
         **_NOT_FOUND,
         409: {
             "model": ErrorPublic,
-            "description": "No file in this format yet: POST /subnets/{id}/exports makes it.",
+            "description": "No file in this format yet: POST /subnets/{id}/exports makes it "
+            "(finetuned: only the finetuning stage does).",
         },
     },
 )
@@ -141,13 +143,25 @@ def download_subnet(
     subnet_id: SubnetId,
     session: ReadSessionDep,
     settings: SettingsDep,
-    format: Annotated[DownloadFormat, Query(description="onnx, torchscript or pytorch.")] = "onnx",
+    format: Annotated[
+        DownloadFormat,
+        Query(description="onnx, torchscript, pytorch, or finetuned (the fine-tuned state dict)."),
+    ] = "onnx",
 ) -> FileResponse:
-    """Download a subnet as ONNX, TorchScript or weights + arch (zip): a file that exists.
-    A GET never exports; ``POST /subnets/{id}/exports`` (with a token) makes the file."""
+    """Download a subnet as ONNX, TorchScript or weights + arch (zip), or its fine-tuned
+    weights: a file that exists. A GET never exports; ``POST /subnets/{id}/exports`` (with a
+    token) makes an export's file, the finetuning stage the fine-tuned weights."""
     info = DOWNLOAD_FORMATS[format]
-    store.get_subnet_row(session, subnet_id)
+    subnet = store.get_subnet_row(session, subnet_id)
     found = existing_file(session, settings, subnet_id, format)
+    if found is None and format == "finetuned":
+        why = (
+            "was not fine-tuned (the finetuning stage trains each device's best subnets; the "
+            "job spec's finetune says how many)"
+            if subnet.finetuned_accuracy is None
+            else "has no fine-tuned weights on disk any more"
+        )
+        raise ConflictError(f"subnet {subnet_id} {why}")
     if found is None:
         raise ConflictError(
             f"subnet {subnet_id} has no {format} file yet; make it with "

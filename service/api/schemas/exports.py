@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas.results import DownloadFormat
+from nas.export.formats import ExportFormat
 
 ExportStatus = Literal["ready", "queued", "running", "failed", "not_requested"]
 
@@ -17,14 +17,14 @@ class ExportCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: DownloadFormat = Field(default="onnx", description="onnx, torchscript or pytorch.")
+    format: ExportFormat = Field(default="onnx", description="onnx, torchscript or pytorch.")
 
 
 class ExportPublic(BaseModel):
     """Where a subnet's file in one format stands. ``ready``: ``download_url`` serves it."""
 
     subnet_id: int
-    format: DownloadFormat
+    format: ExportFormat
     state: ExportStatus
     position: int | None = Field(
         default=None, description="Exports ahead of this one while it is queued."

@@ -19,7 +19,13 @@ from service.errors import InvalidFieldError, field_error, shown
 from service.models import JobState
 from service.store.documents import check_finite
 from workers.health import HealthCheck
-from workers.spec import HealthSettings, SearchSettings, StageName, WorkerPlacement
+from workers.spec import (
+    FinetuneSettings,
+    HealthSettings,
+    SearchSettings,
+    StageName,
+    WorkerPlacement,
+)
 
 DEFAULT_DEVICES = ["host-cpu-onnxruntime"]
 #: float32 bytes of one input batch / of a generated dataset a job may ask for.
@@ -43,8 +49,8 @@ SUBMIT_CHECKS = (
     "the Debian package dataset-fashion-mnist is installed); the epochs of "
     "`training.phases` add up to `training.epochs`, which gives each phase of the schedule (the "
     "space's default unless named) an epoch; `training.complexity_max_step` is at least 2 / "
-    "`training.complexity_buckets`; one input batch is at most 2 GiB of float32, a synthetic "
-    "dataset at most 8 GiB"
+    "`training.complexity_buckets`; `finetune.grace_epochs` is at most `finetune.max_epochs`; "
+    "one input batch is at most 2 GiB of float32, a synthetic dataset at most 8 GiB"
 )
 _NONE = {"type": "null"}
 #: ``TrainingConfig._check`` on phases, in JSON Schema: none with schedule single_stage, else
@@ -154,6 +160,13 @@ class JobCreate(BaseModel):
         description="Health gates: how far above chance the trained supernet's largest and "
         "smallest subnets must be, how well the accuracy predictor must rank, and whether a "
         "miss fails the job or warns.",
+    )
+    finetune: FinetuneSettings | None = Field(
+        default_factory=FinetuneSettings,
+        description="The finetuning stage, after the search: each device's best subnet within "
+        "its budget and the next front members are trained on standalone from their "
+        "inherited weights, recipes sampled by Optuna on Ray Tune and stopped early by ASHA "
+        "(chosen on holdout, reported on val); null skips the stage.",
     )
 
     @model_validator(mode="before")

@@ -17,7 +17,9 @@ from nas.hardware.device import NAME_PATTERN
 from service.api.schemas.json_types import check_json_types
 from workers.spec import EXACTLY_ONE_BUDGET
 
-DownloadFormat = ExportFormat
+#: What ``GET /subnets/{id}/download`` serves: the export formats, and the fine-tuned weights
+#: (the finetuning stage writes them; nothing exports them on request).
+DownloadFormat = Literal["onnx", "torchscript", "pytorch", "finetuned"]
 SortKey = Literal["accuracy", "macs", "params", "latency"]
 SortOrder = Literal["asc", "desc"]
 
@@ -38,7 +40,9 @@ _KINDS: dict[ExportFormat, str] = {
     "pytorch": "pytorch_zip",
 }
 DOWNLOAD_FORMATS: dict[DownloadFormat, FormatInfo] = {
-    fmt: FormatInfo(_KINDS[fmt], SUFFIXES[fmt], MEDIA_TYPES[fmt]) for fmt in FORMATS
+    **{fmt: FormatInfo(_KINDS[fmt], SUFFIXES[fmt], MEDIA_TYPES[fmt]) for fmt in FORMATS},
+    # the fine-tuned state dict (torch.save), as ``workers.events`` registers it
+    "finetuned": FormatInfo("finetuned_weights", ".finetuned.pt", "application/octet-stream"),
 }
 FORMAT_OF_KIND: dict[str, DownloadFormat] = {
     info.kind: name for name, info in DOWNLOAD_FORMATS.items()
@@ -129,6 +133,21 @@ class LatencyPublic(BaseModel):
     )
 
 
+class FinetunePublic(BaseModel):
+    """How a subnet's fine-tuned accuracy was had (the finetuning stage's winning trial)."""
+
+    holdout_accuracy: float = Field(
+        description="Measured on the holdout split: the winning recipe's top-1 there, what "
+        "chose it among the trials (so not the figure to compare; finetuned_accuracy is)."
+    )
+    recipe: dict[str, float | int] = Field(
+        description="The winning recipe: lr, weight_decay, epochs, label_smoothing, kd_weight."
+    )
+    epochs: int = Field(description="Epochs the winning trial ran.")
+    trials: int = Field(description="Recipes tried (Ray Tune trials).")
+    stopped_early: int = Field(description="Trials ASHA stopped before their epochs.")
+
+
 class SubnetPublic(BaseModel):
     """One subnet a job evaluated; accuracies are percent (0-100)."""
 
@@ -146,6 +165,15 @@ class SubnetPublic(BaseModel):
     measured_accuracy: float | None = Field(
         description="Measured: top-1 on val from the supernet, BN recalibrated. Fronts and "
         "best picks are made from this figure only."
+    )
+    finetuned_accuracy: float | None = Field(
+        default=None,
+        description="Measured: top-1 on val after the finetuning stage trained the subnet "
+        "standalone from its inherited weights (the recipe chosen on holdout); null where it "
+        "was not fine-tuned. Shown beside measured_accuracy; fronts and picks stay on that one.",
+    )
+    finetune: FinetunePublic | None = Field(
+        default=None, description="How finetuned_accuracy was had; null where not fine-tuned."
     )
     latencies: dict[str, LatencyPublic] = Field(description="Per device name.")
 
@@ -211,7 +239,8 @@ class SpecializePublic(BaseModel):
     budget: dict[str, float | int]
     figures: dict[str, Literal["measured", "predicted"]] = Field(
         description="How the pick's figures were had: accuracy is measured on val; latency_ms "
-        "is measured (timed whole on this host) or predicted (the device's table)."
+        "is measured (timed whole on this host) or predicted (the device's table); "
+        "finetuned_accuracy, where the pick was fine-tuned, is measured on val."
     )
     from_job: bool = Field(description="The pick is a subnet the job had already measured.")
     candidates: int = Field(description="Measured subnets compared, the job's included.")

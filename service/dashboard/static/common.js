@@ -3,7 +3,7 @@
 
 export const API = "/api/v1";
 const TOKEN_KEY = "nas-token";
-export const RUNNING_STATES = ["queued", "training", "building_predictor", "searching", "exporting"];
+export const RUNNING_STATES = ["queued", "training", "building_predictor", "searching", "finetuning", "exporting"];
 export const JOB_STATES = [...RUNNING_STATES, "succeeded", "failed", "cancelled"];
 
 export class ApiError extends Error {

@@ -1,7 +1,9 @@
 // A job's results: the Pareto front per device over every evaluated subnet, the subnet panel
 // (arch, figures, downloads), specialisation, predictor quality and hypervolume. Points sit at
 // measured figures (val accuracy; latency timed where it was): a subnet that was only
-// predicted is listed in the legend but not drawn unless the user asks for it.
+// predicted is listed in the legend but not drawn unless the user asks for it. A subnet the
+// finetuning stage trained has a second point at its fine-tuned val accuracy, an arrow from
+// the inherited one to it; the front and the picks stay on the inherited figures.
 import {
   COLORS, PLOT_CONFIG, SMALL_PLOT_CONFIG, fastScatter, api, archSummary, budgetText, download, errorNotice,
   fetchAll, fmtCount, fmtNum, h, latencyOf, notice, plotly, replace, table,
@@ -13,7 +15,8 @@ const AXES = {
   params: { label: "params", title: "Params" },
 };
 const FORMATS = [["onnx", "ONNX"], ["torchscript", "TorchScript"], ["pytorch", "PyTorch zip"]];
-const SEARCHED_STATES = ["searching", "exporting", "succeeded", "failed", "cancelled"];
+const SEARCHED_STATES = ["searching", "finetuning", "exporting", "succeeded", "failed", "cancelled"];
+const FINETUNED_COLOR = "#059669";
 const MEMBER_ROWS = 50;
 
 const EXPORT_POLL_MS = 1000;
@@ -38,6 +41,11 @@ async function downloadSubnet(subnetId, format, onState = () => {}) {
   return download(`/subnets/${subnetId}/download?format=${format}`, `subnet-${subnetId}.${format}`);
 }
 
+/** The fine-tuned weights (the finetuning stage's file: downloaded, never exported). */
+async function downloadFinetuned(subnetId) {
+  return download(`/subnets/${subnetId}/download?format=finetuned`, `subnet-${subnetId}.finetuned.pt`);
+}
+
 /** Which files of the subnet exist: its artifacts as the API lists them. */
 function exportsText(subnet) {
   const files = subnet.artifacts || [];
@@ -54,6 +62,8 @@ export function xOf(subnet, axis, device) {
 /** The accuracy a point is drawn at: measured on val, or (a predicted-only subnet) predicted. */
 const measuredOf = (subnet) => subnet.measured_accuracy ?? null;
 const predictedOf = (subnet) => subnet.predicted_accuracy ?? null;
+/** Val accuracy after the finetuning stage (measured); null where it did not train the subnet. */
+export const finetunedOf = (subnet) => subnet.finetuned_accuracy ?? null;
 
 /** "2.405 ms measured (table 2.31)" or "2.31 ms predicted by the table". */
 export function latencyText(subnet, device) {
@@ -66,13 +76,20 @@ export function latencyText(subnet, device) {
   return `${fmtNum(latency.predicted_ms, 3)} ms predicted by the table`;
 }
 
-/** "96.66% measured on val (predicted 97.20)" or "97.20% predicted, never measured". */
+/** "96.66% measured on val (predicted 97.20)" or "97.20% predicted, never measured"; a
+ * fine-tuned subnet's figure after it: "96.66% ... → 97.80% fine-tuned (measured on val)". */
 export function accuracyText(subnet) {
+  const tuned = finetunedOf(subnet) != null ? ` → ${fmtNum(finetunedOf(subnet))}% fine-tuned (measured on val)` : "";
   if (subnet.measured_accuracy != null) {
     const predicted = subnet.predicted_accuracy != null ? ` (predicted ${fmtNum(subnet.predicted_accuracy)})` : "";
-    return `${fmtNum(subnet.measured_accuracy)}% measured on val${predicted}`;
+    return `${fmtNum(subnet.measured_accuracy)}% measured on val${predicted}${tuned}`;
   }
-  return subnet.predicted_accuracy != null ? `${fmtNum(subnet.predicted_accuracy)}% predicted, never measured` : "no accuracy";
+  return subnet.predicted_accuracy != null ? `${fmtNum(subnet.predicted_accuracy)}% predicted, never measured${tuned}` : `no accuracy${tuned}`;
+}
+
+/** "lr 0.01 · weight_decay 0.0001 · ..." */
+function recipeText(finetune) {
+  return Object.entries((finetune && finetune.recipe) || {}).map(([k, v]) => `${k} ${String(Number(Number(v).toPrecision(3)))}`).join(" · ");
 }
 
 /** The 2-D staircase of points no other point beats on both axes (the front is over more
@@ -203,6 +220,8 @@ export class Results {
     const cloud = point(this.subnets.filter((s) => !onFront.has(s.id)));
     const predictedOnly = point(this.subnets.filter((s) => measuredOf(s) == null), predictedOf);
     const members = point(front.members);
+    // every fine-tuned subnet drawn at its inherited accuracy (on the front or in the cloud)
+    const finetuned = point([...this.byId.values()].filter((s) => measuredOf(s) != null && finetunedOf(s) != null), finetunedOf);
     const traces = [
       { ...cloud, name: `other subnets, measured (${cloud.count})`, type: fastScatter(), mode: "markers", meta: "cloud",
         marker: { color: "#64748b", size: 6, opacity: 0.3 } },
@@ -212,6 +231,8 @@ export class Results {
         mode: "markers", marker: { color: COLORS[0], size: members.count > 500 ? 7 : 10 } },
     ];
     // predictions are no results: listed in the legend, drawn only when the user clicks it
+    if (finetuned.count) traces.push({ ...finetuned, name: `fine-tuned, measured on val (${finetuned.count})`, type: "scatter",
+      mode: "markers", meta: "finetuned", marker: { color: FINETUNED_COLOR, size: 10, symbol: "triangle-up", line: { color: "#064e3b", width: 1 } } });
     if (predictedOnly.count) traces.push({ ...predictedOnly, name: `predicted only, never measured (${predictedOnly.count})`,
       type: fastScatter(), mode: "markers", meta: "predicted", visible: "legendonly",
       marker: { color: "#94a3b8", size: 7, symbol: "circle-open" } });
@@ -223,7 +244,19 @@ export class Results {
     mark(this.byId.get(front.best_subnet_id), "best within budget (measured)", "best", { symbol: "star", size: 18, color: "#f59e0b", line: { color: "#78350f", width: 1 } });
     if (this.specialized) mark(this.specialized.subnet, `specialized for ${this.specialized.device}`, "specialized", { symbol: "diamond", size: 15, color: "#10b981", line: { color: "#064e3b", width: 1.5 } });
     if (this.selected) mark(this.byId.get(this.selected), "selected", "selected", { symbol: "circle-open", size: 22, color: "#dc2626", line: { width: 3 } });
-    return { traces, cloud, members };
+    return { traces, cloud, members, finetuned };
+  }
+
+  /** One arrow per fine-tuned subnet, from its inherited point to its fine-tuned one (layout
+   * annotations, whose coordinates on a log axis are log10 of the value). */
+  finetuneArrows(finetuned) {
+    const at = this.axis === "latency" ? (x) => x : Math.log10;
+    return finetuned.customdata.map((id, i) => {
+      const x = at(finetuned.x[i]);
+      return { x, y: finetuned.y[i], ax: x, ay: measuredOf(this.byId.get(id)), xref: "x", yref: "y", axref: "x", ayref: "y",
+        text: "", showarrow: true, arrowhead: 2, arrowsize: 1.2, arrowwidth: 1.5, arrowcolor: FINETUNED_COLOR, standoff: 5, startstandoff: 4,
+        captureevents: false };
+    });
   }
 
   /** The budget lines and their labels; `xs`: the x values drawn (where the lines fall among
@@ -261,14 +294,15 @@ export class Results {
       replace(this.plotDiv, notice("empty", `The front on ${this.device} has no members.`, ""));
       return;
     }
-    const { traces, cloud, members } = this.traces();
+    const { traces, cloud, members, finetuned } = this.traces();
     const { shapes, annotations } = this.budgetShapes(cloud.x.concat(members.x));
+    const arrows = this.finetuneArrows(finetuned);
     const axis = AXES[this.axis];
     const layout = {
       height: 520, margin: { l: 60, r: 20, t: 30, b: 50 }, hovermode: "closest", uirevision: `${this.device}/${this.axis}`,
       xaxis: { title: { text: this.axis === "latency" ? `latency on ${this.device} (ms; measured where timed, else the table's)` : axis.label }, type: this.axis === "latency" ? "linear" : "log", zeroline: false },
       yaxis: { title: { text: "accuracy on val (%, measured)" }, zeroline: false },
-      legend: { orientation: "h", y: -0.15 }, shapes, annotations,
+      legend: { orientation: "h", y: -0.15 }, shapes, annotations: annotations.concat(arrows),
     };
     const started = performance.now();
     Plotly.react(this.plotDiv, traces, layout, PLOT_CONFIG);
@@ -276,11 +310,13 @@ export class Results {
     this.plotDiv.dataset.renderMs = ms.toFixed(1);
     this.plotDiv.dataset.frontPoints = String(members.count);
     this.plotDiv.dataset.cloudPoints = String(cloud.count);
+    this.plotDiv.dataset.finetunedPoints = String(finetuned.count);
     const unmeasured = this.subnets.filter((s) => measuredOf(s) == null).length;
     const hidden = this.subnets.length - cloud.count - members.count - unmeasured;
     replace(this.info, `${members.count} measured subnets on the front, ${cloud.count} other measured`,
       unmeasured > 0 ? ` · ${unmeasured} predicted only, not drawn (legend)` : "",
       hidden > 0 ? ` (${hidden} without ${this.axis === "latency" ? `a latency on ${this.device}` : "an accuracy"} not shown)` : "",
+      finetuned.count ? ` · ${finetuned.count} fine-tuned (▲, arrow from the inherited accuracy)` : "",
       ` · hypervolume of the measured front ${fmtNum(front.hypervolume, 4)} · budget ${budgetText(front.budget)} · drawn in ${ms.toFixed(0)} ms`);
     if (!this.plotDiv.dataset.bound) {
       this.plotDiv.dataset.bound = "1";
@@ -294,16 +330,18 @@ export class Results {
 
   drawMembers(front) {
     const rows = front.members.slice(0, MEMBER_ROWS);
+    const tuned = front.members.some((s) => finetunedOf(s) != null); // the column where it says something
     const columns = [
       { title: "#", class: "num", value: (_, i) => String(i) },
       { title: "Subnet", value: (s) => h("button", { type: "button", class: "link", onclick: () => this.select(s.id) }, `#${s.id}`) },
       { title: "Accuracy (measured)", class: "num", value: (s) => `${fmtNum(measuredOf(s))}%` },
+      tuned ? { title: "Fine-tuned (measured)", class: "num finetuned", value: (s) => (finetunedOf(s) == null ? "–" : `${fmtNum(finetunedOf(s))}%`) } : null,
       { title: "Predicted", class: "num", value: (s) => (predictedOf(s) == null ? "–" : `${fmtNum(predictedOf(s))}%`) },
       { title: `Latency ms (${this.device})`, class: "num", value: (s) => latencyText(s, this.device) },
       { title: "MACs", class: "num", value: (s) => fmtCount(s.macs) },
       { title: "Params", class: "num", value: (s) => fmtCount(s.params) },
       { title: "", value: (s) => (s.id === front.best_subnet_id ? h("span", { class: "badge best" }, "best") : "") },
-    ];
+    ].filter(Boolean);
     replace(this.members, h("details", {},
       h("summary", {}, `Front members on ${this.device}`, front.members.length > MEMBER_ROWS ? ` (first ${MEMBER_ROWS} of ${front.members.length})` : ""),
       table(columns, rows)));
@@ -327,6 +365,12 @@ export class Results {
       ["MACs", fmtCount(subnet.macs)], ["Params", fmtCount(subnet.params)], ["Resolution", String(subnet.resolution)],
       ["Predicted accuracy", `${fmtNum(subnet.predicted_accuracy)}%`], ["Measured accuracy", `${fmtNum(subnet.measured_accuracy)}%`],
     ];
+    if (finetunedOf(subnet) != null) {
+      const f = subnet.finetune || {};
+      figures.push(["Fine-tuned accuracy", `${fmtNum(finetunedOf(subnet))}% measured on val`],
+        ["Fine-tuning", `${f.epochs ?? "?"} epochs, best of ${f.trials ?? "?"} trials (${f.stopped_early ?? 0} stopped early); holdout ${fmtNum(f.holdout_accuracy)}%`],
+        ["Recipe", recipeText(f) || "—"]);
+    }
     const latencies = Object.entries(subnet.latencies || {});
     const archRows = Object.entries(subnet.arch || {}).filter(([k]) => k !== "space" && k !== "preset");
     const status = h("div", { class: "download-status", id: "download-status", "aria-live": "polite" });
@@ -354,6 +398,19 @@ export class Results {
         // the line keeps what it said; the status above says how the download went
       }
     } }, label);
+    const hasTunedFile = (subnet.artifacts || []).some((a) => a.format === "finetuned");
+    const finetunedButton = hasTunedFile ? h("button", { type: "button", id: "download-finetuned", onclick: async (event) => {
+      const target = event.currentTarget;
+      target.disabled = true;
+      try {
+        const file = await downloadFinetuned(subnet.id);
+        replace(status, notice("ok", `Downloaded ${file.name}`, `${fmtCount(file.size)}B, sha256 checked.`));
+      } catch (error) {
+        replace(status, errorNotice("Fine-tuned weights download failed", error));
+      } finally {
+        target.disabled = false;
+      }
+    } }, "Fine-tuned weights") : null;
     replace(this.panel,
       h("div", { class: "panel-head" },
         h("h3", {}, `Subnet #${subnet.id}`),
@@ -364,7 +421,8 @@ export class Results {
         (subnet.fronts || []).map((f) => h("span", { class: "badge" }, `front ${f.device} #${f.position}`))),
       h("dl", { class: "facts compact" }, figures.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
       h("h4", {}, "Download"),
-      h("div", { class: "actions" }, FORMATS.map(([fmt, label]) => button(fmt, label))),
+      finetunedOf(subnet) != null ? h("p", { class: "muted small" }, "Fine-tuned: its exports hold the fine-tuned weights.") : null,
+      h("div", { class: "actions" }, FORMATS.map(([fmt, label]) => button(fmt, label)), finetunedButton),
       exported,
       status,
       h("h4", {}, "Latency (ms)"),

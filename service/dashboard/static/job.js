@@ -7,7 +7,8 @@ import {
 import { Results } from "./front.js";
 
 const POLL_MS = 3000;
-const STAGES = ["training", "building_predictor", "searching", "exporting"];
+// workers.spec.STAGE_ORDER; a job whose spec skips one (finetune: null) shows it as skipped
+const STAGES = ["training", "building_predictor", "searching", "finetuning", "exporting"];
 
 const main = initPage();
 const match = location.pathname.match(/^\/jobs\/(\d{1,10})\/?$/);
@@ -91,6 +92,7 @@ function renderHead() {
     ["Dataset", spec.dataset ? spec.dataset.kind : "—"],
     ["Devices", (spec.devices || []).map((d) => `${d}: ${budgetText(search.budgets && search.budgets[d])}`).join(" · ") || "—"],
     ["Strategy", search.strategy || "—"],
+    ["Fine-tuning", finetuneText(spec)],
     ["Epochs", spec.training ? String(spec.training.epochs) : "—"],
     ["Created", fmtDate(job.created_at)],
     ["Duration", fmtDuration(job.started_at, job.finished_at)],
@@ -109,6 +111,15 @@ function renderHead() {
     job.cancel_requested && job.state !== "cancelled" ? notice("warn", "Cancelling…", "The job stops within seconds.") : null,
     job.state === "queued" ? notice("info", "Queued.", "The job starts when a worker is free.") : null,
     h("div", { class: "poll-status" }));
+}
+
+/** What the finetuning stage was asked for: "3 subnets per device, 2 recipes each, ≤ 2 epochs"
+ * or "off" (finetune: null). A spec stored before the stage has no field: its defaults. */
+function finetuneText(spec) {
+  if (!("finetune" in spec)) return "—";
+  const f = spec.finetune;
+  if (f === null) return "off";
+  return `${f.subnets} subnet${f.subnets === 1 ? "" : "s"} per device, ${f.samples} recipe${f.samples === 1 ? "" : "s"} each, ≤ ${f.max_epochs} epoch${f.max_epochs === 1 ? "" : "s"}${f.distill ? ", distilled" : ""}`;
 }
 
 // The health gates' warnings (a supernet near chance, a predictor that cannot rank): a job
@@ -134,7 +145,8 @@ function renderTimeline() {
   const finished = ["succeeded", "failed", "cancelled"].includes(job.state);
   const rows = STAGES.map((name) => {
     const stage = byName[name];
-    const state = stage ? stage.state : finished ? "skipped" : "pending"; // skipped: no record of a run
+    const off = name === "finetuning" && (job.spec || {}).finetune === null; // the spec turned it off
+    const state = stage ? stage.state : finished || off ? "skipped" : "pending"; // skipped: no record of a run
     const percent = stage ? Math.max(0, Math.min(100, Number(stage.progress) || 0)) : 0;
     const track = stage
       ? h("div", { class: "tl-track", role: "progressbar", "aria-valuenow": percent.toFixed(0), "aria-valuemin": "0", "aria-valuemax": "100",
