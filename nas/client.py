@@ -1,7 +1,8 @@
 """A Python client of the nas-service REST API (``/api/v1``), on httpx only.
 
 Usable without the service installed (this package never imports ``service`` or
-``workers``): submit a job, follow it, read its fronts and subnets, specialise, download.
+``workers``): submit a job, follow it, read its fronts and subnets, specialise, fine-tune a
+subnet, download.
 
     with Client("http://127.0.0.1:8000", token="...") as nas:
         job = nas.watch(nas.submit("examples/digits-ofa.yaml")["id"])
@@ -33,9 +34,11 @@ _DEFAULT_HOST, _DEFAULT_PORT = "127.0.0.1", 8000
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 #: Files made on demand (``export``) ...
 EXPORT_FORMATS = ("onnx", "torchscript", "pytorch")
-#: ... and what can be downloaded: those, and the weights the finetuning stage trained
-#: (made by the job, never on demand).
+#: ... and what can be downloaded: those, and the fine-tuned weights (made by the finetuning
+#: stage, or by ``finetune``: not an export).
 DOWNLOAD_FORMATS = (*EXPORT_FORMATS, "finetuned")
+#: An export's weights: the fine-tuned ones or the supernet's (by default the subnet's own).
+WEIGHTS = ("finetuned", "inherited")
 #: Specialising (a short evolution, a table profiled on first use) and exporting on demand
 #: take longer than a read; these calls wait at least this long.
 SLOW_CALL_TIMEOUT_S = 600.0
@@ -209,18 +212,14 @@ class Client:
     ) -> dict[str, Any]:
         """Poll a job until it succeeds, fails or is cancelled; the final job.
         ``on_progress`` sees the job after every poll (the last one included)."""
-        if poll_s <= 0:
-            raise ValueError(f"poll_s: must be > 0 seconds, got {poll_s}")
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            job = self.job(job_id)
-            if on_progress is not None:
-                on_progress(job)
-            if job["state"] in FINAL_STATES:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout_s:g} s")
-            time.sleep(poll_s)
+        return _poll(
+            lambda: self.job(job_id),
+            lambda job: job["state"] in FINAL_STATES,
+            what=f"job {job_id}",
+            on_each=on_progress,
+            poll_s=poll_s,
+            timeout_s=timeout_s,
+        )
 
     # --- results ----------------------------------------------------------------------------
 
@@ -271,19 +270,24 @@ class Client:
         subnet_id: int,
         format: str = "onnx",
         *,
+        weights: str | None = None,
         timeout_s: float = SLOW_CALL_TIMEOUT_S,
         poll_s: float = 0.5,
         on_state: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Make sure the subnet's file in ``format`` exists: ask for the export (a token's
-        work, queued by the service) when it does not, and wait until it is ``ready``."""
+        """Make sure the subnet's file in ``format`` exists, with ``weights`` (``finetuned``
+        or ``inherited``; None: the subnet's own): ask for the export (a token's work, queued
+        by the service) when it does not, and wait until it is ``ready``."""
         if format not in EXPORT_FORMATS:
             raise ValueError(f"format: {format!r}; allowed values: {list(EXPORT_FORMATS)}")
+        asked = _weights(weights)
         status_path = f"/api/v1/subnets/{int(subnet_id)}/exports/{format}"
-        status = self._json("GET", status_path)
+        status = self._json("GET", status_path, params=asked)
         if status["state"] != "ready":
             status = self._json(
-                "POST", f"/api/v1/subnets/{int(subnet_id)}/exports", json={"format": format}
+                "POST",
+                f"/api/v1/subnets/{int(subnet_id)}/exports",
+                json={"format": format, **asked},
             )
         deadline = time.monotonic() + timeout_s
         while status["state"] in ("queued", "running"):
@@ -296,7 +300,7 @@ class Client:
                     f"{status['state']} after {timeout_s:.0f} s",
                 )
             time.sleep(poll_s)
-            status = self._json("GET", status_path)
+            status = self._json("GET", status_path, params=asked)
         if status["state"] != "ready":
             raise ClientError(
                 409,
@@ -304,21 +308,84 @@ class Client:
             )
         return status
 
-    def download(self, subnet_id: int, format: str = "onnx", dest: str | Path = ".") -> Path:
+    def finetune(
+        self,
+        subnet_id: int,
+        *,
+        samples: int | None = None,
+        max_epochs: int | None = None,
+        grace_epochs: int | None = None,
+        distill: bool | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Ask the service to fine-tune a subnet of a succeeded job (a token's work, queued:
+        minutes of Ray Tune trials); its task, ``state`` ``queued`` or ``running``, or
+        ``succeeded`` with both accuracies when it was fine-tuned already. A setting left
+        None is the job's own. Follow it with ``wait_finetune``."""
+        given = {
+            "samples": samples,
+            "max_epochs": max_epochs,
+            "grace_epochs": grace_epochs,
+            "distill": distill,
+            "seed": seed,
+        }
+        body = {key: value for key, value in given.items() if value is not None}
+        return self._json("POST", f"/api/v1/subnets/{int(subnet_id)}/finetune", json=body)
+
+    def finetune_status(self, subnet_id: int) -> dict[str, Any]:
+        """Where the subnet's fine-tuning stands: ``state``, ``progress`` (0-1), and once
+        ``succeeded`` ``inherited_accuracy`` and ``finetuned_accuracy`` (measured on val)."""
+        return self._json("GET", f"/api/v1/subnets/{int(subnet_id)}/finetune")
+
+    def cancel_finetune(self, subnet_id: int) -> dict[str, Any]:
+        """Cancel the subnet's queued or running fine-tuning (``cancel_requested`` while its
+        trials stop; ``wait_finetune`` then ends in ``cancelled``)."""
+        return self._json("DELETE", f"/api/v1/subnets/{int(subnet_id)}/finetune")
+
+    def wait_finetune(
+        self,
+        subnet_id: int,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = 1.0,
+        on_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the subnet's fine-tuning until it is no longer queued or running; its final
+        status (``succeeded``, ``failed`` with ``error``, or ``cancelled``). ``on_state``
+        sees every status polled, the last one included."""
+        return _poll(
+            lambda: self.finetune_status(subnet_id),
+            lambda status: status["state"] not in ("queued", "running"),
+            what=f"subnet {subnet_id}'s fine-tuning",
+            on_each=on_state,
+            poll_s=poll_s,
+            timeout_s=timeout_s,
+        )
+
+    def download(
+        self,
+        subnet_id: int,
+        format: str = "onnx",
+        dest: str | Path = ".",
+        *,
+        weights: str | None = None,
+    ) -> Path:
         """Save a subnet's file (``onnx``, ``torchscript``, ``pytorch`` or ``finetuned``, the
         fine-tuned state dict) at ``dest`` (a file, or a directory to keep the service's file
-        name); the path. An export not made yet is made first (``export``: needs a token).
+        name); the path. ``weights``: an export's, ``finetuned`` or ``inherited`` (None: the
+        subnet's own). An export not made yet is made first (``export``: needs a token).
         The bytes are checked against the service's ``X-Checksum-SHA256`` before the file
         appears."""
         if format not in DOWNLOAD_FORMATS:
             raise ValueError(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
+        asked = _weights(weights)
         if format in EXPORT_FORMATS:
-            self.export(subnet_id, format)
+            self.export(subnet_id, format, weights=weights)
         path = f"/api/v1/subnets/{int(subnet_id)}/download"
         timeout = max(self.timeout, SLOW_CALL_TIMEOUT_S)
         try:
             with self._http.stream(
-                "GET", path, params={"format": format}, timeout=timeout
+                "GET", path, params={"format": format, **asked}, timeout=timeout
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -354,6 +421,39 @@ class Client:
         finally:
             partial.unlink(missing_ok=True)
         return dest
+
+
+def _poll(
+    read: Callable[[], dict[str, Any]],
+    ended: Callable[[dict[str, Any]], bool],
+    *,
+    what: str,
+    on_each: Callable[[dict[str, Any]], None] | None,
+    poll_s: float,
+    timeout_s: float | None,
+) -> dict[str, Any]:
+    """``read()`` every ``poll_s`` seconds until ``ended`` says so; the last answer.
+    ``on_each`` sees every answer; ``TimeoutError`` (naming ``what``) after ``timeout_s``."""
+    if poll_s <= 0:
+        raise ValueError(f"poll_s: must be > 0 seconds, got {poll_s}")
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        answer = read()
+        if on_each is not None:
+            on_each(answer)
+        if ended(answer):
+            return answer
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} still {answer['state']} after {timeout_s:g} s")
+        time.sleep(poll_s)
+
+
+def _weights(weights: str | None) -> dict[str, str]:
+    """The ``weights`` field or query parameter of an export's calls: none for the subnet's
+    own."""
+    if weights is not None and weights not in WEIGHTS:
+        raise ValueError(f"weights: {weights!r}; allowed values: {list(WEIGHTS)}")
+    return {} if weights is None else {"weights": weights}
 
 
 def _filename(response: httpx.Response, subnet_id: int, format: str) -> str:

@@ -1,5 +1,5 @@
-"""The FastAPI app factory: settings in, app out; the database engine and the dispatcher (which
-runs queued jobs on Ray) live in the lifespan."""
+"""The FastAPI app factory: settings in, app out; the database engine, the dispatcher (which
+runs queued jobs on Ray) and the queue of fine-tunings asked for live in the lifespan."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from service.dashboard import mount_dashboard
 from service.db import create_db_engine, create_session_factory
 from service.dispatcher import Dispatcher
 from service.errors import install_error_handlers
+from service.finetunes import FinetuneQueue
 from service.settings import Settings
 
 
@@ -35,9 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dispatcher = Dispatcher(settings, app.state.session_factory)
             dispatcher.start()
         app.state.dispatcher = dispatcher
+        # made here, not on first use: two first requests at once must not start two workers
+        app.state.finetunes = FinetuneQueue(settings, app.state.session_factory)
         try:
             yield
         finally:
+            app.state.finetunes.close()  # stops running trials before Ray goes with the process
             if dispatcher is not None:
                 dispatcher.stop()
             engine.dispose()

@@ -16,6 +16,7 @@ from service.commands._common import console
 from service.commands.data import data_app
 from service.commands.demo import demo_command
 from service.commands.device import device_app
+from service.commands.finetune import finetune_command
 from service.commands.search import search_command
 from service.commands.space import space_app
 from service.commands.train import train_command
@@ -38,6 +39,7 @@ app.command("watch")(client.watch_command)
 app.command("pareto")(client.pareto_command)
 app.command("specialize")(client.specialize_command)
 app.command("download")(client.download_command)
+app.command("finetune")(finetune_command)
 app.command("demo")(demo_command)
 
 

@@ -64,6 +64,17 @@ def _why(exc: SQLAlchemyError) -> str:
     return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"
 
 
+def connect_cluster(settings: Settings) -> bool:
+    """Join NAS_RAY_ADDRESS, or start the local Ray this service runs on (no-op when this
+    process is connected); whether this call started or joined it."""
+    return connect_ray(
+        settings.ray_address,
+        num_cpus=settings.ray_num_cpus,
+        namespace=RAY_NAMESPACE,
+        dashboard=settings.ray_dashboard,
+    )
+
+
 @dataclass
 class _Attempt:
     """A job attempt this controller watches."""
@@ -175,13 +186,7 @@ class Dispatcher:
 
     def _connect_ray(self) -> None:
         if self._ray is None:
-            settings = self.settings
-            self._owns_ray = connect_ray(
-                settings.ray_address,
-                num_cpus=settings.ray_num_cpus,
-                namespace=RAY_NAMESPACE,
-                dashboard=settings.ray_dashboard,
-            )
+            self._owns_ray = connect_cluster(self.settings)
             import ray
 
             self._ray = ray

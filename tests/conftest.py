@@ -74,6 +74,23 @@ def profiled_host_tables(tmp_path_factory: pytest.TempPathFactory) -> Callable[.
     return tables
 
 
+@pytest.fixture(scope="session")
+def finished_job(
+    tmp_path_factory: pytest.TempPathFactory, profiled_host_tables: Callable[..., Path]
+) -> Any:
+    """A whole tiny ofa_mbv3 job on digits (``tests/_finished_job.py``), run once for the
+    session. Its stages run on the local Ray of the module that first asks (started here when
+    none runs yet, in the shape ``ray_local`` starts it; that module's ``ray_local`` stops it).
+    Modules that change its files work on a copy."""
+    from _finished_job import run_finished_job
+
+    from workers.cluster import connect_ray
+
+    connect_ray(num_cpus=2)
+    root = tmp_path_factory.mktemp("finished-job")
+    return run_finished_job(root, profiled_host_tables("ofa_mbv3"))
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"

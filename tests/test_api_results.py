@@ -609,10 +609,10 @@ def test_exports_run_through_one_bounded_queue(settings: Settings, results: Resu
 
     exports = ExportQueue(settings, sessions, max_pending=3)
     ids = [r.id for r in results.rows if r.id != results.onnx_subnet][:4]
-    tasks = [exports.request(i, "onnx") for i in ids[:3]]
-    assert exports.request(ids[0], "onnx") is tasks[0]  # coalesced, not queued twice
+    tasks = [exports.request(i, "onnx", "inherited") for i in ids[:3]]
+    assert exports.request(ids[0], "onnx", "inherited") is tasks[0]  # coalesced, not queued twice
     with pytest.raises(QueueFullError):
-        exports.request(ids[3], "onnx")
+        exports.request(ids[3], "onnx", "inherited")
     assert [exports.position(t) for t in tasks] in ([0, 1, 2], [0, 0, 1])  # first may run
     gate.set()
     # this job's supernet is not on disk: each export fails with the reason, and the place frees
@@ -621,5 +621,5 @@ def test_exports_run_through_one_bounded_queue(settings: Settings, results: Resu
         time.sleep(0.05)
     assert [t.state for t in tasks] == ["failed"] * 3
     assert all("supernet" in (t.error or "") for t in tasks), [t.error for t in tasks]
-    assert exports.request(ids[3], "onnx").state in ("queued", "running")
+    assert exports.request(ids[3], "onnx", "inherited").state in ("queued", "running")
     engine.dispose()

@@ -127,8 +127,13 @@ def _bombs() -> list[tuple[str, str, str]]:
 
 @pytest.mark.parametrize(
     "command",
-    [["submit"], ["train"], ["search", "--table", "t.json", "--latency-ms", "1"]],
-    ids=["submit", "train", "search"],
+    [
+        ["submit"],
+        ["train"],
+        ["search", "--table", "t.json", "--latency-ms", "1"],
+        ["finetune", "--job-dir", "run", "--arch", "a"],
+    ],
+    ids=["submit", "train", "search", "finetune"],
 )
 def test_job_file_bombs_are_refused_at_once_in_one_line(command: list[str], tmp_path: Path) -> None:
     env = {"NAS_URL": "http://127.0.0.1:9", "COLUMNS": "500"}  # refused before any request

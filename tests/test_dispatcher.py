@@ -282,6 +282,9 @@ def _process_gone(pid: int) -> bool:
     return state in ("Z", "X")  # exited, not yet reaped
 
 
+# SQLite only: tests/test_multinode.py runs a whole job through the dispatcher on PostgreSQL,
+# and tests/test_job_stages.py stores a finished job's results (stage two's included) in both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_tiny_job_runs_to_success_through_the_api(
     ray_local: Any, database_url: str, tmp_path: Path
 ) -> None:

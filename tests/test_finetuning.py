@@ -14,13 +14,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _finished_job import BOARD
 
 import search_spaces
 from nas.data import DatasetSpec, load_dataset, resize_batch
 from nas.data.loading import EvalBatches, TrainBatches
-from nas.hardware import write_table
-from nas.hardware.device import Device
-from nas.training import TrainingConfig
 from nas.training.bn import accuracy
 from nas.training.finetune import (
     FinetuneRecipe,
@@ -38,25 +36,15 @@ from workers.finetuning import (
     run_finetuning,
     weights_path,
 )
-from workers.jobs import EventLog, StageContext, run_training
-from workers.results import RESULTS_NAME, FrontResult, JobResults, read_results
-from workers.spec import Budget, FinetuneSettings, JobRequest, SearchSettings
-from workers.specialize import host_table
-from workers.stages import run_building_predictor, run_searching
+from workers.jobs import EventLog, StageContext
+from workers.results import RESULTS_NAME, FrontResult, JobResults, read_results, write_results
+from workers.spec import FinetuneSettings, JobRequest
 from workers.trained import load_request
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-HOST, BOARD = "host-cpu-torch", "board"
+#: The fine-tuning trials' train split: a stratified subset (val and holdout are the job's).
 DATASET = DatasetSpec(kind="digits", max_train_images=480)
-TRAINING = TrainingConfig(
-    epochs=1,
-    batch_size=32,
-    warmup_epochs=0.0,
-    bn_recalibration_batches=2,
-    schedule="single_stage",
-    sampler="uniform",
-)
 RECIPE = FinetuneRecipe(lr=0.05, weight_decay=1e-5, epochs=2, label_smoothing=0.1, kd_weight=0.0)
 
 
@@ -178,29 +166,6 @@ class Job:
     results: JobResults
 
 
-def _request(root: Path, job_id: int, finetune: FinetuneSettings, budget: int) -> JobRequest:
-    return JobRequest(
-        job_id=job_id,
-        attempt=1,
-        space="ofa_mbv3",
-        preset="tiny",
-        dataset=DATASET,
-        training=TRAINING,
-        search=SearchSettings(
-            population=8,
-            generations=4,
-            evaluations=10,
-            measure=6,
-            budgets={BOARD: Budget(macs=budget)},
-        ),
-        devices=[BOARD],
-        num_workers=1,
-        finetune=finetune,
-        artifact_dir=root / "var",
-        data_root=root / "data",
-    )
-
-
 def _stage(request: JobRequest, stage: Any, run: Callable[..., None], **kwargs: Any) -> list[Any]:
     """Run one stage the way ``run_job`` does; returns its events."""
     events = EventLog()
@@ -209,28 +174,38 @@ def _stage(request: JobRequest, stage: Any, run: Callable[..., None], **kwargs: 
 
 
 @pytest.fixture(scope="module")
-def job(
-    tmp_path_factory: pytest.TempPathFactory,
-    ray_local: Any,
-    profiled_host_tables: Callable[..., Path],
-) -> Job:
-    """A job trained, with its predictor and its searched, measured front: a registered
-    device (this host's table under another name, so no subnet is timed) with a MACs budget."""
+def job(tmp_path_factory: pytest.TempPathFactory, ray_local: Any, finished_job: Any) -> Job:
+    """The session's trained, searched and measured job (``tests/_finished_job.py``) copied as
+    a job of its own with one front: the registered device's (a MACs budget: nothing is
+    timed), its stage-two figures cleared, fine-tuning 2 subnets x 2 recipes on a 480-image
+    stratified subset of the train split (val and holdout are the job's)."""
     root = tmp_path_factory.mktemp("finetune-job")
     (root / "data").mkdir()
-    shutil.copytree(profiled_host_tables("ofa_mbv3"), root / "var" / "tables")
-    space = search_spaces.get("ofa_mbv3", preset="tiny")
-    refs = space.reference_archs()
-    low, high = space.complexity_batch([refs["min"], refs["max"]])[0]
-    settings = FinetuneSettings(subnets=2, samples=2, max_epochs=2, grace_epochs=1, seed=0)
-    request = _request(root, 1, settings, int(low + 0.6 * (high - low)))
-    board = host_table(root / "var", HOST, "ofa_mbv3", "tiny").model_copy(
-        update={"device": Device(name=BOARD, runtime="torch", hardware="measured on this host")}
+    source = finished_job.request
+    request = source.model_copy(
+        update={
+            "devices": [BOARD],
+            "search": source.search.model_copy(
+                update={"budgets": {BOARD: source.search.budgets[BOARD]}}
+            ),
+            "dataset": DATASET,
+            "finetune": FinetuneSettings(
+                subnets=2, samples=2, max_epochs=2, grace_epochs=1, seed=0
+            ),
+            "artifact_dir": root / "var",
+            "data_root": root / "data",
+        }
     )
-    write_table(board, request.job_dir / "tables" / f"{BOARD}.json")
-    _stage(request, "training", run_training)
-    _stage(request, "building_predictor", run_building_predictor)
-    _stage(request, "searching", run_searching)
+    for part in ("supernet", "predictor", "tables"):
+        shutil.copytree(source.job_dir / part, request.job_dir / part)
+    results = finished_job.results
+    one_front = results.model_copy(
+        update={
+            "fronts": [f for f in results.fronts if f.device == BOARD],
+            "subnets": [s.model_copy(update={"finetuned": None}) for s in results.subnets],
+        }
+    )
+    write_results(one_front, request.job_dir / RESULTS_NAME)
     return Job(request, read_results(request.job_dir / RESULTS_NAME))
 
 

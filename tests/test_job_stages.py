@@ -6,24 +6,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from _finished_job import BOARD, DATASET, HOST, Finished
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import search_spaces
-from nas.data import DatasetSpec, load_dataset
-from nas.hardware import LatencyPredictor, write_table
-from nas.hardware.device import Device
+from nas.data import load_dataset
+from nas.hardware import LatencyPredictor
 from nas.search import InfeasibleBudgetError
-from nas.training import TrainingConfig
 from service.api.schemas.jobs import JobCreate
 from service.models import Artifact, ParetoFront, ParetoMember, Subnet, SubnetLatency
 from service.settings import Settings
@@ -31,97 +26,24 @@ from service.store import jobs, leases
 from service.store.progress import record_events
 from service.store.results import ingest_results
 from workers import trained
-from workers.events import ArtifactWritten, JobOutcome, ResultsWritten, StageFinished
+from workers.events import ArtifactWritten, ResultsWritten, StageFinished
 from workers.jobs import EventLog, run_job
 from workers.results import (
     RESULTS_NAME,
-    JobResults,
     front_objectives,
     read_results,
     shown_latency_ms,
     within_budget,
 )
-from workers.spec import STAGE_ORDER, FinetuneSettings, JobRequest, SearchSettings
+from workers.spec import STAGE_ORDER, SearchSettings
 from workers.specialize import SpecializeRequest, host_table, specialize
-
-HOST, BOARD = "host-cpu-torch", "board"
-DATASET = DatasetSpec(kind="digits")
-TRAINING = TrainingConfig(
-    epochs=1,
-    batch_size=32,
-    warmup_epochs=0.0,
-    bn_recalibration_batches=2,
-    schedule="single_stage",
-    sampler="uniform",
-)
-
-
-@dataclass
-class Finished:
-    request: JobRequest
-    outcome: JobOutcome
-    events: list[Any]
-    results: JobResults
-    space: Any
-    tables: dict[str, Any]
-
-
-def _request(root: Path, search: SearchSettings, **changes: Any) -> JobRequest:
-    return JobRequest(
-        job_id=1,
-        attempt=1,
-        space="ofa_mbv3",
-        preset="tiny",
-        dataset=DATASET,
-        training=TRAINING,
-        search=search,
-        devices=[HOST, BOARD],
-        num_workers=1,
-        artifact_dir=root / "var",
-        data_root=root / "data",
-        **changes,
-    )
 
 
 @pytest.fixture(scope="module")
-def finished(
-    tmp_path_factory: pytest.TempPathFactory,
-    ray_local: None,
-    profiled_host_tables: Callable[..., Path],
-) -> Finished:
-    root = tmp_path_factory.mktemp("job")
-    (root / "data").mkdir()
-    space = search_spaces.get("ofa_mbv3", preset="tiny")
-    shutil.copytree(profiled_host_tables("ofa_mbv3"), root / "var" / "tables")
-    host = host_table(root / "var", HOST, "ofa_mbv3", "tiny")
-    # a registered device: the controller copies its uploaded table into the job directory
-    board = host.model_copy(
-        update={"device": Device(name=BOARD, runtime="torch", hardware="measured on this host")}
-    )
-    low, high = LatencyPredictor(host, space).predict(
-        [space.reference_archs()["min"], space.reference_archs()["max"]]
-    )
-    macs_low, macs_high = space.complexity_batch(
-        [space.reference_archs()["min"], space.reference_archs()["max"]]
-    )[0]
-    search = SearchSettings(
-        population=12,
-        generations=8,
-        evaluations=12,
-        budgets={
-            HOST: {"latency_ms": float(low + 0.4 * (high - low))},
-            BOARD: {"macs": int(macs_low + 0.5 * (macs_high - macs_low))},
-        },
-    )
-    # stage two at its smallest: one subnet per device, one recipe (tests/test_finetuning.py
-    # covers the recipes, ASHA and resuming)
-    request = _request(root, search, finetune=FinetuneSettings(subnets=1, samples=1, max_epochs=1))
-    write_table(board, request.job_dir / "tables" / f"{BOARD}.json")
-    log = EventLog()
-    outcome = run_job(request, log)
-    events = log.after(0)
-    results = read_results(request.job_dir / RESULTS_NAME)
-    return Finished(request, outcome, events, results, space, {HOST: host, BOARD: board})
+def finished(ray_local: None, finished_job: Finished) -> Finished:
+    """The session's whole ofa_mbv3 job (``tests/_finished_job.py``), with a local Ray up for
+    the stages and specialisations these tests run again on it."""
+    return finished_job
 
 
 def test_a_job_runs_every_stage_and_writes_valid_results(finished: Finished) -> None:
@@ -395,11 +317,7 @@ def test_results_are_stored_once_with_exports_linked(
 def _specialize(finished: Finished, table: Any = None, **budget: Any) -> SpecializeRequest:
     request = finished.request
     return SpecializeRequest(
-        job_dir=request.job_dir,
-        space=request.space,
-        preset=request.preset,
-        dataset=request.dataset,
-        data_root=request.data_root,
+        job=trained.JobFiles.of(request),
         device=HOST,
         table=finished.tables[HOST] if table is None else table,
         **budget,
@@ -466,13 +384,7 @@ def test_specialize_proposes_again_at_the_level_it_timed(finished: Finished) -> 
     # are the predictor's most accurate subnets whatever the budget, and the budget is set
     # well under the fastest of them as this machine runs them now
     request = finished.request
-    loaded = trained.load_trained(
-        request.job_dir,
-        space=request.space,
-        preset=request.preset,
-        dataset=request.dataset,
-        data_root=request.data_root,
-    )
+    loaded = trained.load_request(request)
     objective = latency_objective(loaded.space, fast)
     first = _proposals(
         loaded, [objective, MacsObjective(loaded.space)], Constraint(objective, high), 0

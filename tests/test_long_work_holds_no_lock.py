@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from _finished_job import TRAINING
 from _serving import serving
 from test_api_jobs import AUTH, SPEC, _settings, _table
 from test_latency_anchor import FAST_PLAN
@@ -33,7 +34,7 @@ from nas.hardware import builtin_devices
 from nas.hardware.profile import profile
 from nas.predictors import AccuracyDataset, SupernetAccuracy, make_predictor, predictor_to_bytes
 from nas.predictors.dataset import measure_subnets, stratified_subnets
-from nas.training import SupernetTrainer, TrainingConfig, load_checkpoint
+from nas.training import SupernetTrainer, load_checkpoint
 from service.api.schemas.jobs import JobCreate
 from service.db import create_db_engine, create_session_factory
 from service.migrate import upgrade_database
@@ -48,14 +49,6 @@ TORCH = "host-cpu-torch"
 #: The space with the fewest blocks (its table profiles in seconds), on a few synthetic images.
 SPACE, PRESET = "single_path", "tiny"
 DATASET = DatasetSpec(kind="synthetic", num_samples=200, num_classes=10)
-TRAINING = TrainingConfig(
-    epochs=1,
-    batch_size=32,
-    warmup_epochs=0.0,
-    bn_recalibration_batches=2,
-    schedule="single_stage",
-    sampler="uniform",
-)
 #: What the other writes may take while the specialisation works.
 PROMPT_S = 1.0
 

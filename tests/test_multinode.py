@@ -196,7 +196,10 @@ def _spec() -> dict[str, Any]:
 
 
 def test_job_trains_across_two_ray_nodes(
-    two_nodes: TwoNodeCluster, postgres_url: str, tmp_path: Path
+    two_nodes: TwoNodeCluster,
+    postgres_url: str,
+    profiled_host_tables: Any,
+    tmp_path: Path,
 ) -> None:
     from sqlalchemy import create_engine, func, select
 
@@ -207,6 +210,9 @@ def test_job_trains_across_two_ray_nodes(
 
     upgrade_database(postgres_url)
     (tmp_path / "data").mkdir()
+    # the host's table, profiled once for the run, where the job's searching stage looks for
+    # it in the shared directory (not profiled again on a node)
+    shutil.copytree(profiled_host_tables("ofa_mbv3"), tmp_path / "shared" / "artifacts" / "tables")
     settings = Settings(
         database_url=postgres_url,
         artifact_dir=tmp_path / "shared" / "artifacts",

@@ -24,6 +24,9 @@ parallel, a CPU each. Trials load the job's data and supernet from its files
 Files: ``finetune/tune/<arch_id>/`` (the Tune experiment), ``finetune/<arch_id>/weights.pt``
 (the winner's state dict of the extracted subnet) and ``finetune/<arch_id>/result.json`` (its
 ``FinetunedResult``, written last: a subnet with both is done).
+
+``finetune_arch`` fine-tunes one subnet of any trained job directory; the stage, the service's
+on-demand fine-tuning and ``nas finetune --job-dir`` all call it.
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from nas.data import DatasetSpec
-from nas.training.config import OptimizerName
+from nas.training.config import OptimizerName, TrainingConfig
 from nas.training.finetune import FinetuneRecipe, RecipeSpace, recipe_space
 from workers.cluster import connect_ray
+from workers.relay import relayed
 from workers.results import (
     RESULTS_NAME,
     FinetunedResult,
@@ -49,13 +53,14 @@ from workers.results import (
     within_budget,
     write_results,
 )
+from workers.spec import FinetuneSettings
 from workers.stages import write_atomically
+from workers.trained import JobFiles
 
 if TYPE_CHECKING:
     import torch
 
     from workers.jobs import StageContext
-    from workers.spec import FinetuneSettings
 
 FINETUNE_DIR = "finetune"
 TUNE_DIR = "tune"
@@ -73,11 +78,7 @@ class TrialSetup(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    job_dir: Path
-    space: str
-    preset: str
-    dataset: DatasetSpec
-    data_root: Path
+    job: JobFiles
     arch: dict[str, Any]
     teacher: dict[str, Any] | None
     batch_size: int
@@ -141,20 +142,13 @@ def _trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     from nas.data.loading import EvalBatches, TrainBatches
     from nas.training.bn import accuracy
     from nas.training.finetune import Teacher, finetune_subnet, recipe_optimizer
-    from workers.trained import load_trained
 
     # one intra-op thread per reserved CPU, as the evaluator actors run: torch's default (every
     # core) makes spinning threads fight the other trials and processes for the same cores
     torch.set_num_threads(TRIAL_CPUS)
     job = TrialSetup.model_validate(setup)
     recipe = FinetuneRecipe.model_validate({k: config[k] for k in FinetuneRecipe.model_fields})
-    trained = load_trained(
-        job.job_dir,
-        space=job.space,
-        preset=job.preset,
-        dataset=job.dataset,
-        data_root=job.data_root,
-    )
+    trained = job.job.load()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     arch = trained.space.arch_from_dict(job.arch)
     model = trained.extract(arch).to(device)
@@ -205,12 +199,12 @@ def _trial(config: dict[str, Any], setup: dict[str, Any]) -> None:
     )
 
 
-def _trial_gpus(ctx: StageContext) -> float:
-    """A GPU (share) per trial only where the job's placement asks for one and the cluster
-    has it; else trials run on a CPU each."""
+def trial_gpus(wanted: float) -> float:
+    """A trial's GPU share: ``wanted`` (the job's placement asks for one) where the cluster
+    has GPUs, else 0 (trials run on a CPU each)."""
     import ray
 
-    wanted = min(ctx.request.placement.resources_per_worker.get("GPU", 0.0), 1.0)
+    wanted = min(wanted, 1.0)
     return wanted if 0 < wanted <= ray.cluster_resources().get("GPU", 0.0) else 0.0
 
 
@@ -222,12 +216,46 @@ def _restorable(experiment: Path) -> bool:
     return tune.Tuner.can_restore(experiment) and any(experiment.glob("experiment_state-*.json"))
 
 
+class FinetuneStoppedError(Exception):
+    """``should_stop`` answered true: the trials were stopped and nothing was recorded."""
+
+
+def _callbacks(on_epoch: Callable[..., Any], should_stop: Callable[[], bool], budget: int) -> Any:
+    """Tune's driver-side hooks (``workers.relay`` stand-ins, which Tune can pickle with the
+    experiment): every trial epoch reported counts towards ``budget`` (samples x max_epochs,
+    what running every trial to its end would take); the stopper ends the whole experiment
+    once ``should_stop`` says so (the driver's loop asks it at every step)."""
+    from ray import tune
+    from ray.tune.stopper import Stopper
+
+    class _Epochs(tune.Callback):
+        def __init__(self) -> None:
+            self.reported = 0
+
+        def on_trial_result(self, iteration: int, trials: Any, trial: Any, result: Any) -> None:
+            self.reported += 1
+            on_epoch(self.reported, budget)
+
+    class _Stop(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return bool(should_stop())
+
+    return [_Epochs()], _Stop()
+
+
 def _tuner(
-    ctx: StageContext,
     setup: TrialSetup,
     arch_id: str,
     recipes: RecipeSpace,
     settings: FinetuneSettings,
+    *,
+    gpus: float,
+    log: Callable[[str], None],
+    callbacks: list[Any],
+    stopper: Any,
 ) -> Any:
     """A new Tuner for the subnet, or its interrupted experiment restored: finished trials are
     kept, unfinished and errored ones resume from their last checkpoint."""
@@ -235,13 +263,13 @@ def _tuner(
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    resources = {"cpu": float(TRIAL_CPUS), "gpu": _trial_gpus(ctx)}
+    resources = {"cpu": float(TRIAL_CPUS), "gpu": gpus}
     trainable = tune.with_resources(
         tune.with_parameters(_trial, setup=setup.model_dump(mode="json")), resources
     )
-    experiment = experiment_path(ctx.job_dir, arch_id)
+    experiment = experiment_path(setup.job.job_dir, arch_id)
     if _restorable(experiment):
-        ctx.log(f"{arch_id}: restoring its Ray Tune experiment; finished trials are kept")
+        log(f"{arch_id}: restoring its Ray Tune experiment; finished trials are kept")
         return tune.Tuner.restore(
             str(experiment), trainable, resume_unfinished=True, resume_errored=True
         )
@@ -266,11 +294,13 @@ def _tuner(
             storage_path=str(experiment.parent),
             verbose=0,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+            stop=stopper,
         ),
     )
 
 
-def _finetuned(ctx: StageContext, arch_id: str, grid: Any) -> FinetunedResult:
+def _finetuned(job_dir: Path, arch_id: str, grid: Any) -> FinetunedResult:
     """The winner of a finished experiment (highest holdout accuracy at its last epoch; ties:
     the trial Tune created first), its weights copied to ``weights.pt``, its record written."""
     import torch
@@ -291,7 +321,7 @@ def _finetuned(ctx: StageContext, arch_id: str, grid: Any) -> FinetunedResult:
         )
     buffer = io.BytesIO()
     torch.save(state["model"], buffer)
-    weights = weights_path(ctx.job_dir, arch_id)
+    weights = weights_path(job_dir, arch_id)
     write_atomically(weights, buffer.getvalue())
     recipe = FinetuneRecipe.model_validate(
         {k: winner.config[k] for k in FinetuneRecipe.model_fields}
@@ -305,40 +335,94 @@ def _finetuned(ctx: StageContext, arch_id: str, grid: Any) -> FinetunedResult:
         epochs=int(metrics["epoch"]),
         trials=len(grid),
         stopped_early=stopped,
-        weights=weights.relative_to(ctx.job_dir).as_posix(),
+        weights=weights.relative_to(job_dir).as_posix(),
     )
-    write_atomically(record_path(ctx.job_dir, arch_id), result.model_dump_json(indent=1).encode())
+    write_atomically(record_path(job_dir, arch_id), result.model_dump_json(indent=1).encode())
     return result
 
 
-def _setup(
-    ctx: StageContext, arch: dict[str, Any], teacher: dict[str, Any] | None, seed: int
-) -> TrialSetup:
-    request = ctx.request
-    return TrialSetup(
-        job_dir=ctx.job_dir.resolve(),
-        space=request.space,
-        preset=request.preset,
-        dataset=request.dataset,
-        data_root=request.data_root,
-        arch=arch,
-        teacher=teacher,
-        batch_size=request.training.batch_size,
-        optimizer=request.training.optimizer,
-        momentum=request.training.momentum,
-        kd_temperature=request.training.kd_temperature,
-        seed=seed,
-    )
-
-
-def _teacher_arch(ctx: StageContext) -> dict[str, Any]:
+def teacher_arch(space: str, preset: str) -> dict[str, Any]:
     """The supernet's largest subnet (its arch does not depend on the data's head size)."""
     import numpy as np
 
     import search_spaces
 
-    space = search_spaces.get(ctx.request.space, preset=ctx.request.preset)
-    return space.sample(np.random.default_rng(0), "max").to_dict()
+    return search_spaces.get(space, preset=preset).sample(np.random.default_rng(0), "max").to_dict()
+
+
+def finished_record(job_dir: Path, arch_id: str) -> FinetunedResult | None:
+    """The subnet's fine-tuning record when its weights and record are both on disk."""
+    weights, record = weights_path(job_dir, arch_id), record_path(job_dir, arch_id)
+    if weights.exists() and record.exists():
+        return FinetunedResult.model_validate_json(record.read_bytes())
+    return None
+
+
+def finetune_arch(
+    job: JobFiles,
+    arch: dict[str, Any],
+    settings: FinetuneSettings,
+    *,
+    training: TrainingConfig,
+    recipes: RecipeSpace | None = None,
+    gpus: float = 0.0,
+    log: Callable[[str], None] = lambda message: None,
+    on_epoch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> FinetunedResult:
+    """Fine-tune one subnet (``arch``, a dict of the job's space) of a trained job on Ray Tune
+    (connected, or a local Ray started here): ``settings.samples`` recipes sampled by Optuna
+    from ``recipes`` (default ``recipe_space`` of the settings), ASHA on holdout accuracy,
+    the winner's weights and record written under ``finetune/<arch_id>/``. A subnet already
+    done answers its record; an interrupted experiment is restored. ``training`` gives the
+    batch size, optimizer and KD temperature (the supernet's). ``on_epoch(reported, budget)``
+    follows the trials' epochs; ``should_stop`` is polled by Tune's driver and, once true,
+    stops the trials, removes the experiment and raises ``FinetuneStoppedError``. Both may
+    hold anything (locks included): Tune sees stand-ins. One call per subnet at a time in a
+    process (a second is refused with ``ValueError``)."""
+    import search_spaces
+
+    arch_id = search_spaces.get(job.space, preset=job.preset).arch_from_dict(arch).id
+    done = finished_record(job.job_dir, arch_id)
+    if done is not None:
+        log(f"{arch_id}: fine-tuned by an earlier attempt; not run again")
+        return done
+    recipes = recipes or recipe_space(settings.max_epochs, distill=settings.distill)
+    setup = TrialSetup(
+        job=job.model_copy(update={"job_dir": job.job_dir.resolve()}),
+        arch=arch,
+        teacher=teacher_arch(job.space, job.preset) if settings.distill else None,
+        batch_size=training.batch_size,
+        optimizer=training.optimizer,
+        momentum=training.momentum,
+        kd_temperature=training.kd_temperature,
+        seed=settings.seed,
+    )
+    connect_ray()
+    # Tune pickles its callbacks and stopper with the experiment (a progress bar's or an event
+    # log's lock cannot be), so it gets stand-ins keyed by the experiment: the copies a
+    # restored experiment unpickles reach this call's functions too
+    key = str(experiment_path(setup.job.job_dir, arch_id))
+    with (
+        relayed(on_epoch or (lambda reported, budget: None), f"{key}:on_epoch") as epochs,
+        relayed(should_stop or (lambda: False), f"{key}:should_stop", False) as stop,
+    ):
+        callbacks, stopper = _callbacks(epochs, stop, settings.samples * settings.max_epochs)
+        tuner = _tuner(
+            setup,
+            arch_id,
+            recipes,
+            settings,
+            gpus=trial_gpus(gpus) if gpus else 0.0,
+            log=log,
+            callbacks=callbacks,
+            stopper=stopper,
+        )
+        grid = tuner.fit()
+    if should_stop is not None and should_stop():
+        shutil.rmtree(experiment_path(job.job_dir, arch_id), ignore_errors=True)
+        raise FinetuneStoppedError(f"{arch_id}: fine-tuning stopped; its trials were ended")
+    return _finetuned(job.job_dir, arch_id, grid)
 
 
 def run_finetuning(ctx: StageContext, *, recipes: RecipeSpace | None = None) -> None:
@@ -355,26 +439,30 @@ def run_finetuning(ctx: StageContext, *, recipes: RecipeSpace | None = None) -> 
     if not chosen:
         ctx.log("finetuning skipped: no front has a subnet within its budget", level="warning")
         return
-    recipes = recipes or recipe_space(settings.max_epochs, distill=settings.distill)
-    teacher = _teacher_arch(ctx) if settings.distill else None
-    connect_ray()
     ctx.log(
         f"fine-tuning {len(chosen)} subnets, {settings.samples} recipes each, at most "
         f"{settings.max_epochs} epochs"
     )
+    files = JobFiles.of(ctx.request)
     finetuned: dict[str, FinetunedResult] = {}
     for index, subnet in enumerate(chosen):
         arch_id = subnet.arch_id
-        weights, record = weights_path(ctx.job_dir, arch_id), record_path(ctx.job_dir, arch_id)
-        if weights.exists() and record.exists():
-            ctx.log(f"{arch_id}: fine-tuned by an earlier attempt; not run again")
-            result = FinetunedResult.model_validate_json(record.read_bytes())
-        else:
-            setup = _setup(ctx, subnet.arch, teacher, settings.seed)
-            grid = _tuner(ctx, setup, arch_id, recipes, settings).fit()
-            result = _finetuned(ctx, arch_id, grid)
+
+        def epochs(reported: int, budget: int, index: int = index) -> None:
+            ctx.progress((index + min(reported / budget, 1.0)) / len(chosen))
+
+        result = finetune_arch(
+            files,
+            subnet.arch,
+            settings,
+            training=ctx.request.training,
+            recipes=recipes,
+            gpus=ctx.request.placement.resources_per_worker.get("GPU", 0.0),
+            log=ctx.log,
+            on_epoch=epochs,
+        )
         finetuned[arch_id] = result
-        ctx.artifact("finetuned_weights", weights, arch_id=arch_id)
+        ctx.artifact("finetuned_weights", weights_path(ctx.job_dir, arch_id), arch_id=arch_id)
         inherited = subnet.measured_accuracy
         shown = "?" if inherited is None else f"{inherited:.2f}%"
         ctx.metrics(
@@ -406,9 +494,9 @@ def load_finetuned(job_dir: Path, trained: Any, arch: Any) -> torch.nn.Module | 
     with its fine-tuned weights, eval mode, on the CPU; None when it was not fine-tuned."""
     import torch
 
-    weights, record = weights_path(job_dir, arch.id), record_path(job_dir, arch.id)
-    if not (weights.exists() and record.exists()):
+    if finished_record(job_dir, arch.id) is None:
         return None
+    weights = weights_path(job_dir, arch.id)
     model = trained.extract(arch)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval()

@@ -160,6 +160,17 @@ class FinetuneSettings(BaseModel):
             )
         return self
 
+    def changed(self, **changes: Any) -> FinetuneSettings:
+        """These settings with ``changes`` (a None keeps the setting): what one subnet's
+        fine-tuning on request runs with, the job's own settings as the defaults. A lower
+        ``max_epochs`` lowers ``grace_epochs`` with it unless that is given too, so asking for
+        fewer epochs alone is never refused. ``ValidationError`` names the field at fault."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        merged = {**self.model_dump(), **given}
+        if "grace_epochs" not in given and isinstance(merged["max_epochs"], int):
+            merged["grace_epochs"] = min(self.grace_epochs, merged["max_epochs"])
+        return FinetuneSettings.model_validate(merged)
+
 
 class HealthSettings(BaseModel):
     """Health gates (``workers.health``): the least a trained supernet and a fitted predictor

@@ -22,10 +22,10 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nas.data import DatasetSpec
 from nas.hardware.table import LatencyTable, check_table_for
 from workers.results import LatencyResult, SubnetResult, within_budget
 from workers.tables import host_table
+from workers.trained import JobFiles
 
 __all__ = [
     "SpecializeRequest",
@@ -58,11 +58,7 @@ class SpecializeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    job_dir: Path
-    space: str
-    preset: str
-    dataset: DatasetSpec
-    data_root: Path
+    job: JobFiles
     device: str = Field(min_length=1, max_length=64)
     table: LatencyTable | None = Field(description="None: a MACs budget only (no latency).")
     latency_ms: float | None = Field(default=None, gt=0.0, le=1e6)
@@ -81,7 +77,7 @@ class SpecializeRequest(BaseModel):
         if self.latency_ms is not None and self.table is None:
             raise ValueError(f"latency_ms: device {self.device!r} has no latency table here")
         if self.table is not None:
-            check_table_for(self.table, self.space, self.preset)
+            check_table_for(self.table, self.job.space, self.job.preset)
             if self.table.device.name != self.device:
                 raise ValueError(
                     f"table: measured on {self.table.device.name!r}, not on {self.device!r}"
@@ -117,32 +113,17 @@ class SpecializedSubnet(BaseModel):
     seconds: float = Field(ge=0.0, description="Wall time of the request.")
 
 
-def _trained(job_dir: Path, space: str, preset: str, dataset: DatasetSpec, data_root: Path) -> Any:
-    from workers.trained import load_trained
-
-    return load_trained(job_dir, space=space, preset=preset, dataset=dataset, data_root=data_root)
-
-
-def host_table_for_job(
-    artifact_dir: Path,
-    device: str,
-    *,
-    job_dir: Path,
-    space: str,
-    preset: str,
-    dataset: DatasetSpec,
-    data_root: Path,
-) -> LatencyTable:
+def host_table_for_job(artifact_dir: Path, device: str, job: JobFiles) -> LatencyTable:
     """Built-in host ``device``'s table for a trained job: sized like the job's data (its
     classes and channels), so it is the cached table the job's search took, re-anchored when
     stale; a table for the preset's default head would be profiled anew (minutes). Long work
     (timing networks): the caller holds no database transaction through it."""
-    trained = _trained(job_dir, space, preset, dataset, data_root)
+    trained = job.load()
     return host_table(
         artifact_dir,
         device,
-        space,
-        preset,
+        job.space,
+        job.preset,
         num_classes=trained.space.num_classes,
         in_channels=trained.space.in_channels,
     )
@@ -304,7 +285,7 @@ class _Judge:
 
 
 def specialize(request: SpecializeRequest) -> SpecializedSubnet:
-    """The best measured subnet of ``request.job_dir`` for ``request.device`` under the new
+    """The best measured subnet of ``request.job`` for ``request.device`` under the new
     budget: the evolution's proposals and the job's own measured subnets, judged alike."""
     from nas.search import (
         Constraint,
@@ -315,9 +296,7 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
 
     started = time.perf_counter()
     device, budget = request.device, request.budget
-    trained = _trained(
-        request.job_dir, request.space, request.preset, request.dataset, request.data_root
-    )
+    trained = request.job.load()
     space = trained.space
     macs = MacsObjective(space)
     latency = None if request.table is None else latency_objective(space, request.table)
@@ -392,12 +371,8 @@ def specialize(request: SpecializeRequest) -> SpecializedSubnet:
 
 
 def export_subnet_files(
-    job_dir: Path,
+    job: JobFiles,
     *,
-    space: str,
-    preset: str,
-    dataset: DatasetSpec,
-    data_root: Path,
     arch: dict[str, Any],
     formats: Sequence[str],
     out_dir: Path,
@@ -411,14 +386,14 @@ def export_subnet_files(
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ValueError(f"formats: {unknown or 'none given'}; allowed values: {list(FORMATS)}")
-    trained = _trained(Path(job_dir), space, preset, dataset, data_root)
+    trained = job.load()
     subnet = trained.space.arch_from_dict(arch)
     if weights == "finetuned":
         from workers.finetuning import load_finetuned
 
-        found = load_finetuned(Path(job_dir), trained, subnet)
+        found = load_finetuned(job.job_dir, trained, subnet)
         if found is None:
-            raise ValueError(f"weights: subnet {subnet.id} was not fine-tuned in {job_dir}")
+            raise ValueError(f"weights: subnet {subnet.id} was not fine-tuned in {job.job_dir}")
         model = found
     else:
         model = trained.extract(subnet)
@@ -426,8 +401,8 @@ def export_subnet_files(
         export_subnet(
             model,
             arch=subnet.to_dict(),
-            space=space,
-            preset=preset,
+            space=job.space,
+            preset=job.preset,
             resolution=int(subnet.resolution),
             in_channels=trained.data.in_channels,
             num_classes=trained.data.num_classes,
@@ -435,6 +410,6 @@ def export_subnet_files(
             formats=list(formats),  # type: ignore[arg-type]
             stem="subnet",
             metadata={"arch_id": subnet.id, "weights": weights},
-            dataset=dataset,
+            dataset=job.dataset,
         )
     )

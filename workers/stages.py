@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from workers.cluster import connect_ray
 from workers.results import RESULTS_NAME, read_results
-from workers.trained import dataset_path, predictor_path
+from workers.trained import JobFiles, dataset_path, predictor_path
 
 if TYPE_CHECKING:
     from nas.predictors import AccuracyRecord
@@ -198,7 +198,7 @@ def run_exporting(ctx: StageContext) -> None:
     from nas.export.formats import file_name
     from workers.specialize import export_subnet_files
 
-    request = ctx.request
+    files = JobFiles.of(ctx.request)
     chosen = exported_subnets(ctx)
     names = {fmt: file_name(EXPORT_STEM, fmt) for fmt in EXPORT_KINDS}  # type: ignore[arg-type]
     for index, (arch_id, arch, finetuned) in enumerate(chosen):
@@ -207,11 +207,7 @@ def run_exporting(ctx: StageContext) -> None:
             partial = out.with_name(arch_id + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             export_subnet_files(
-                ctx.job_dir,
-                space=request.space,
-                preset=request.preset,
-                dataset=request.dataset,
-                data_root=request.data_root,
+                files,
                 arch=arch,
                 formats=list(EXPORT_KINDS),
                 out_dir=partial,

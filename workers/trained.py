@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from nas.data import DatasetSpec
 
@@ -29,9 +30,13 @@ CACHE_SIZE = 4
 
 
 def checkpoint_path(job_dir: Path) -> Path:
+    """The trained supernet's checkpoint: a service job keeps it under ``supernet/``; a
+    ``nas train`` output directory (which ``nas search`` and ``nas finetune`` take as a job
+    directory) at its top."""
     from nas.training import CHECKPOINT_NAME
 
-    return job_dir / SUPERNET_DIR / CHECKPOINT_NAME
+    nested, top = job_dir / SUPERNET_DIR / CHECKPOINT_NAME, job_dir / CHECKPOINT_NAME
+    return top if top.is_file() and not nested.exists() else nested
 
 
 def predictor_path(job_dir: Path) -> Path:
@@ -121,40 +126,56 @@ def _mtime(path: Path) -> int:
     return path.stat().st_mtime_ns if path.exists() else 0
 
 
-def load_trained(
-    job_dir: Path, *, space: str, preset: str, dataset: DatasetSpec, data_root: Path
-) -> TrainedJob:
-    """The job's ``TrainedJob``, from the cache when its files have not changed."""
-    job_dir = Path(job_dir).resolve()
-    key = (
-        str(job_dir),
-        space,
-        preset,
-        dataset.model_dump_json(),
-        str(Path(data_root).resolve()),
-        _mtime(checkpoint_path(job_dir)),
-        _mtime(predictor_path(job_dir)),
-    )
-    with _cache_lock:
-        found = _cache.get(key)
-        if found is not None:
+class JobFiles(BaseModel):
+    """Where a trained job's files are and what it was trained on: what any process (an API
+    request, a Ray task, a Tune trial, a shell user) needs to load it. Small, so it travels."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_dir: Path
+    space: str
+    preset: str
+    dataset: DatasetSpec
+    data_root: Path
+
+    @classmethod
+    def of(cls, request: JobRequest) -> JobFiles:
+        """The files of a running job's ``request``."""
+        return cls(
+            job_dir=request.job_dir,
+            space=request.space,
+            preset=request.preset,
+            dataset=request.dataset,
+            data_root=request.data_root,
+        )
+
+    def load(self) -> TrainedJob:
+        """The job's ``TrainedJob``, from this process's cache when its files have not
+        changed."""
+        job_dir = self.job_dir.resolve()
+        key = (
+            str(job_dir),
+            self.space,
+            self.preset,
+            self.dataset.model_dump_json(),
+            str(self.data_root.resolve()),
+            _mtime(checkpoint_path(job_dir)),
+            _mtime(predictor_path(job_dir)),
+        )
+        with _cache_lock:
+            found = _cache.get(key)
+            if found is not None:
+                _cache.move_to_end(key)
+                return found
+        loaded = TrainedJob(job_dir, self.space, self.preset, self.dataset, self.data_root)
+        with _cache_lock:
+            _cache[key] = loaded
             _cache.move_to_end(key)
-            return found
-    loaded = TrainedJob(job_dir, space, preset, dataset, Path(data_root))
-    with _cache_lock:
-        _cache[key] = loaded
-        _cache.move_to_end(key)
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return loaded
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        return loaded
 
 
 def load_request(request: JobRequest) -> TrainedJob:
     """The trained job of a running ``request`` (its stages after training)."""
-    return load_trained(
-        request.job_dir,
-        space=request.space,
-        preset=request.preset,
-        dataset=request.dataset,
-        data_root=request.data_root,
-    )
+    return JobFiles.of(request).load()

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from service.dispatcher import Dispatcher
+from service.finetunes import FinetuneQueue
 from service.settings import Settings
 
 #: Ids are 32-bit in the database; a larger one is a 422, not a database error.
@@ -41,11 +42,16 @@ def get_dispatcher(request: Request) -> Dispatcher | None:
     return getattr(request.app.state, "dispatcher", None)
 
 
+def get_finetunes(request: Request) -> FinetuneQueue:
+    return request.app.state.finetunes
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 DispatcherDep = Annotated[Dispatcher | None, Depends(get_dispatcher)]
+FinetunesDep = Annotated[FinetuneQueue, Depends(get_finetunes)]
 
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The job's id.")]
 Limit = Annotated[int, Query(ge=1, le=500, description="Items per page.")]

@@ -21,7 +21,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from nas.client import DOWNLOAD_FORMATS, FINAL_STATES, Client, ClientError
+from nas.client import DOWNLOAD_FORMATS, FINAL_STATES, WEIGHTS, Client, ClientError
 from service.commands._common import console, err_console, fail, validation_message
 
 # No envvar here: ``Client`` resolves the default (one place), and a URL given on the command
@@ -42,7 +42,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the service's JS
 
 
 @contextmanager
-def _connect(url: str | None, token: str | None) -> Iterator[Client]:
+def connect(url: str | None, token: str | None) -> Iterator[Client]:
     """A client whose errors end the command with one line."""
     try:
         client = Client(url, token)
@@ -111,7 +111,7 @@ def submit_command(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a search job to the service."""
-    with _connect(url, token) as client:
+    with connect(url, token) as client:
         job = client.submit(job_file)
     if as_json:
         _print_json(job)
@@ -137,7 +137,7 @@ def jobs_command(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    with _connect(url, token) as client:
+    with connect(url, token) as client:
         page = client.jobs(state=state, limit=limit, offset=offset)
     if as_json:
         _print_json(page)
@@ -194,7 +194,7 @@ def watch_command(
     token: TokenOption = None,
 ) -> None:
     """Follow a job until it succeeds, fails or is cancelled: stage, epoch, losses, ETA."""
-    with _connect(url, token) as client:
+    with connect(url, token) as client:
         job = client.job(job_id)  # an unknown job ends here, before a bar is drawn
         if job["state"] not in FINAL_STATES:
             job = _follow(client, job_id, poll)
@@ -364,7 +364,7 @@ def pareto_command(
     as_json: JsonOption = False,
 ) -> None:
     """Print a job's Pareto front(s): accuracy against latency, MACs and params."""
-    with _connect(url, token) as client:
+    with connect(url, token) as client:
         fronts = [client.front(job_id, device)] if device else client.fronts(job_id)
     if as_json:
         _print_json(fronts)
@@ -384,7 +384,7 @@ def specialize_command(
     """Find the most accurate subnet of a finished job for a device under one budget."""
     if (latency_ms is None) == (macs is None):
         raise fail("budget: give exactly one of --latency-ms or --macs")
-    with _connect(url, token) as client:
+    with connect(url, token) as client:
         found = client.specialize(job_id, device, latency_ms=latency_ms, macs=macs)
     if as_json:
         _print_json(found)
@@ -412,6 +412,10 @@ def download_command(
     subnet_id: Annotated[int, typer.Argument(help="The subnet's id.")],
     format: Annotated[str, typer.Option(help="onnx | torchscript | pytorch")] = "onnx",
     out: Annotated[Path, typer.Option(help="A file, or a directory to save into.")] = Path("."),
+    weights: Annotated[
+        str | None,
+        typer.Option(help="inherited | finetuned; default: the subnet's own.", show_default=False),
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
 ) -> None:
@@ -419,6 +423,8 @@ def download_command(
     (needs a token)."""
     if format not in DOWNLOAD_FORMATS:
         raise fail(f"format: {format!r}; allowed values: {list(DOWNLOAD_FORMATS)}")
-    with _connect(url, token) as client:
-        path = client.download(subnet_id, format, out)
+    if weights is not None and weights not in WEIGHTS:
+        raise fail(f"weights: {weights!r}; allowed values: {list(WEIGHTS)}")
+    with connect(url, token) as client:
+        path = client.download(subnet_id, format, out, weights=weights)
     console.print(f"{path} ({path.stat().st_size} bytes, sha256 verified)")

@@ -90,7 +90,7 @@ def space_show(
     console.print(refs)
 
 
-def _read_arch_json(arch: str) -> dict[str, Any]:
+def read_arch_json(arch: str) -> dict[str, Any]:
     """The arch as inline JSON, a path to a JSON file, or ``-`` for standard input."""
     if arch == "-":
         text = sys.stdin.read()
@@ -122,7 +122,7 @@ def space_arch(
 ) -> None:
     """Validate an arch and print its id, MACs and params."""
     space = _load_space(name, preset)
-    data = _read_arch_json(arch)
+    data = read_arch_json(arch)
     try:
         parsed = space.arch_from_dict(data)
     except ValidationError as exc:

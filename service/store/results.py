@@ -20,7 +20,14 @@ from service.errors import ConflictError
 from service.models import ParetoFront, ParetoMember, Subnet, SubnetLatency
 from service.store.jobs import get_job
 from service.store.results_read import job_budget, measured_subnets
-from workers.results import JobResults, measured_front
+from workers.results import FinetunedResult, JobResults, measured_front
+
+
+def set_finetuned(row: Subnet, finetuned: FinetunedResult) -> None:
+    """The row's fine-tuned figures from a fine-tuning record: one mapping for the
+    finetuning stage's results and for a fine-tuning asked for on request."""
+    row.finetuned_accuracy = finetuned.accuracy
+    row.finetune = finetuned.model_dump(mode="json", exclude={"accuracy"})
 
 
 def _upsert_subnets(session: Session, job_id: int, results: JobResults) -> dict[str, Subnet]:
@@ -39,8 +46,7 @@ def _upsert_subnets(session: Session, job_id: int, results: JobResults) -> dict[
         if result.measured_accuracy is not None:  # never forget a measurement
             row.measured_accuracy = result.measured_accuracy
         if result.finetuned is not None:  # the finetuning stage's rewrite of the file
-            row.finetuned_accuracy = result.finetuned.accuracy
-            row.finetune = result.finetuned.model_dump(mode="json", exclude={"accuracy"})
+            set_finetuned(row, result.finetuned)
         rows[result.arch_id] = row
     session.flush()
     return rows

@@ -29,6 +29,7 @@ from service.api.schemas.results import (
     SubnetDetailPublic,
     SubnetPublic,
     SubnetRecord,
+    weights_of_kind,
 )
 from service.errors import ConflictError, InvalidFieldError, NotFoundError
 from service.models import (
@@ -421,6 +422,7 @@ def get_subnet(session: Session, subnet_id: int) -> SubnetDetailPublic:
                 id=a.id,
                 kind=a.kind,
                 format=FORMAT_OF_KIND.get(a.kind),
+                weights=weights_of_kind(a.kind, finetuned=subnet.finetune is not None),
                 sha256=a.sha256,
                 size_bytes=a.size_bytes,
                 created_at=a.created_at,

@@ -109,27 +109,22 @@ def _specialise(
         host_table_for_job,
         specialize,
     )
+    from workers.trained import JobFiles
 
-    directory = job_dir(settings.artifact_dir, job_id)
+    files = JobFiles(
+        job_dir=job_dir(settings.artifact_dir, job_id),
+        space=job.space,
+        preset=job.preset,
+        dataset=job.dataset,
+        data_root=settings.data_root,
+    )
     try:
         table = job.uploaded
         if body.device in BUILTIN_NAMES:
-            table = host_table_for_job(
-                settings.artifact_dir,
-                body.device,
-                job_dir=directory,
-                space=job.space,
-                preset=job.preset,
-                dataset=job.dataset,
-                data_root=settings.data_root,
-            )
+            table = host_table_for_job(settings.artifact_dir, body.device, files)
         try:
             request = SpecializeRequest(
-                job_dir=directory,
-                space=job.space,
-                preset=job.preset,
-                dataset=job.dataset,
-                data_root=settings.data_root,
+                job=files,
                 device=body.device,
                 table=table,
                 latency_ms=body.latency_ms,

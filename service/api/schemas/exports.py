@@ -8,8 +8,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from nas.export.formats import ExportFormat
+from service.api.schemas.results import Weights
 
 ExportStatus = Literal["ready", "queued", "running", "failed", "not_requested"]
+WEIGHTS_TEXT = (
+    "finetuned or inherited (the supernet's, BN recalibrated); by default the subnet's own: "
+    "fine-tuned once it was fine-tuned, else inherited. finetuned on a subnet never fine-tuned "
+    "is a 409."
+)
 
 
 class ExportCreate(BaseModel):
@@ -18,6 +24,7 @@ class ExportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: ExportFormat = Field(default="onnx", description="onnx, torchscript or pytorch.")
+    weights: Weights | None = Field(default=None, description=f"The weights: {WEIGHTS_TEXT}")
 
 
 class ExportPublic(BaseModel):
@@ -25,6 +32,7 @@ class ExportPublic(BaseModel):
 
     subnet_id: int
     format: ExportFormat
+    weights: Weights = Field(description="The weights the file has (or will have).")
     state: ExportStatus
     position: int | None = Field(
         default=None, description="Exports ahead of this one while it is queued."

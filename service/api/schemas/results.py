@@ -18,7 +18,7 @@ from service.api.schemas.json_types import check_json_types
 from workers.spec import EXACTLY_ONE_BUDGET
 
 #: What ``GET /subnets/{id}/download`` serves: the export formats, and the fine-tuned weights
-#: (the finetuning stage writes them; nothing exports them on request).
+#: (the finetuning stage or a fine-tuning on request writes them; no export makes them).
 DownloadFormat = Literal["onnx", "torchscript", "pytorch", "finetuned"]
 SortKey = Literal["accuracy", "macs", "params", "latency"]
 SortOrder = Literal["asc", "desc"]
@@ -44,9 +44,54 @@ DOWNLOAD_FORMATS: dict[DownloadFormat, FormatInfo] = {
     # the fine-tuned state dict (torch.save), as ``workers.events`` registers it
     "finetuned": FormatInfo("finetuned_weights", ".finetuned.pt", "application/octet-stream"),
 }
-FORMAT_OF_KIND: dict[str, DownloadFormat] = {
-    info.kind: name for name, info in DOWNLOAD_FORMATS.items()
+#: The weights an export has: the supernet's (``inherited``, BN recalibrated) or those a
+#: fine-tuning trained (``finetuned``). A subnet's default is ``finetuned`` once it was
+#: fine-tuned, else ``inherited``.
+Weights = Literal["finetuned", "inherited"]
+#: ``artifacts.kind`` of a fine-tuned subnet's export with its inherited weights, per format:
+#: kept apart from its default export (the format's own kind), in ``exports/<arch_id>/inherited/``.
+_INHERITED_KINDS: dict[ExportFormat, str] = {
+    fmt: f"{kind}_inherited" for fmt, kind in _KINDS.items()
 }
+FORMAT_OF_KIND: dict[str, DownloadFormat] = {
+    **{info.kind: name for name, info in DOWNLOAD_FORMATS.items()},
+    **{kind: fmt for fmt, kind in _INHERITED_KINDS.items()},
+}
+
+
+class ExportFile(NamedTuple):
+    """Where one export of a subnet is kept: its ``artifacts.kind``, and ``variant``: ``""`` for
+    the subnet's default export (in ``exports/<arch_id>/``), else the weights it has instead
+    (its subdirectory there, and a tag in the downloaded file's name)."""
+
+    kind: str
+    variant: str
+
+
+def default_weights(finetuned: bool) -> Weights:
+    """A subnet's own weights: the fine-tuned ones once it was fine-tuned."""
+    return "finetuned" if finetuned else "inherited"
+
+
+def export_file(fmt: ExportFormat, weights: Weights, *, finetuned: bool) -> ExportFile:
+    """The one mapping of an export (format, weights, whether its subnet was fine-tuned) to
+    where it is kept. The default export keeps the format's kind and the directory the
+    exporting stage writes; a fine-tuned subnet's inherited export has its own."""
+    if weights == default_weights(finetuned):
+        return ExportFile(_KINDS[fmt], "")
+    if weights == "inherited":
+        return ExportFile(_INHERITED_KINDS[fmt], "inherited")
+    raise ValueError(f"weights: a subnet never fine-tuned has no {weights} weights")
+
+
+def weights_of_kind(kind: str, *, finetuned: bool) -> Weights | None:
+    """The weights a file of a subnet has, by its kind; None for a file of no download format."""
+    fmt = FORMAT_OF_KIND.get(kind)
+    if fmt is None:
+        return None
+    if fmt == "finetuned":
+        return "finetuned"
+    return "inherited" if kind in _INHERITED_KINDS.values() else default_weights(finetuned)
 
 
 # --- in ----------------------------------------------------------------------------------------
@@ -184,6 +229,10 @@ class ArtifactPublic(BaseModel):
     id: int
     kind: str
     format: DownloadFormat | None = Field(description="The download format, if it is one.")
+    weights: Weights | None = Field(
+        description="The weights the file has (an export: download it with `&weights=` this); "
+        "null for a file of no download format."
+    )
     sha256: str
     size_bytes: int
     created_at: datetime

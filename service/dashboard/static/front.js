@@ -46,11 +46,13 @@ async function downloadFinetuned(subnetId) {
   return download(`/subnets/${subnetId}/download?format=finetuned`, `subnet-${subnetId}.finetuned.pt`);
 }
 
-/** Which files of the subnet exist: its artifacts as the API lists them. */
+/** Which files of the subnet exist: its artifacts as the API lists them (an export with the
+ * weights it has: a fine-tuned subnet can have both). */
 function exportsText(subnet) {
   const files = subnet.artifacts || [];
+  const weights = (a) => (a.weights && a.format !== "finetuned" ? `${a.weights} weights, ` : "");
   return files.length
-    ? `Exported: ${files.map((a) => `${a.format || a.kind} (${fmtCount(a.size_bytes)}B)`).join(", ")}`
+    ? `Exported: ${files.map((a) => `${a.format || a.kind} (${weights(a)}${fmtCount(a.size_bytes)}B)`).join(", ")}`
     : "Not exported yet: a download asks the service to export it from the supernet (needs the token).";
 }
 
