@@ -116,16 +116,22 @@ def load_data(dataset: str, budget: Budget) -> DatasetSplits:
     own); digits: as the old benchmark loaded it."""
     if dataset == "digits":
         return load_dataset(DatasetSpec(kind="digits", max_train_images=budget.train_images))
-    assert budget.val_images is not None
-    spec = DatasetSpec(
+    splits = load_dataset(fashion_spec(budget))
+    return dataclasses.replace(splits, val=splits.holdout)
+
+
+def fashion_spec(budget: Budget) -> DatasetSpec:
+    """Fashion-MNIST at 32 px, one channel: ``budget.train_images`` to train on and a
+    stratified holdout of ``budget.val_images``, both from the official train split."""
+    if budget.val_images is None:
+        raise ValueError("budget: Fashion-MNIST needs val_images (the holdout's size)")
+    return DatasetSpec(
         kind="fashion_mnist",
         resolution=32,
         channels=1,
         holdout_fraction=budget.val_images / FASHION_TRAIN_SPLIT,
         max_train_images=budget.train_images,
     )
-    splits = load_dataset(spec)
-    return dataclasses.replace(splits, val=splits.holdout)
 
 
 def describe_data(dataset: str, data: DatasetSplits) -> str:
@@ -236,6 +242,19 @@ def resolve_schedule(space: Any, requested: ScheduleName | None, epochs: int) ->
     return schedule
 
 
+def supernet_config(
+    space: Any, budget: Budget, schedule: ScheduleName | None = None
+) -> TrainingConfig:
+    """The supernets' recipe: ``budget``'s epochs and warmup, ``schedule`` (default: the
+    space's, see ``resolve_schedule``), max and min subnets evaluated at the end only."""
+    return TrainingConfig(
+        epochs=budget.epochs,
+        schedule=resolve_schedule(space, schedule, budget.epochs),
+        warmup_epochs=budget.warmup_epochs,
+        eval_every=budget.epochs,
+    )
+
+
 def standalone_accuracy(
     space: Any, data: DatasetSplits, config: TrainingConfig, arch: Any, seed: int = 0
 ) -> float:
@@ -341,12 +360,7 @@ def run_space(
         name, preset="tiny", num_classes=data.num_classes, in_channels=data.in_channels
     )
     schedule = resolve_schedule(space, schedule, budget.epochs)
-    config = TrainingConfig(
-        epochs=budget.epochs,
-        schedule=schedule,
-        warmup_epochs=budget.warmup_epochs,
-        eval_every=budget.epochs,
-    )
+    config = supernet_config(space, budget, schedule)
     archs = spread_archs(space, rank_archs, np.random.default_rng(2024))
     macs = [int(m) for m in space.complexity_batch(archs)[0]]
     log(f"{name}: {len(archs)} archs, MACs {', '.join(f'{m / 1e6:.2f}M' for m in macs)}")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -101,3 +103,56 @@ def test_gpu_check_training_check_runs_on_cpu(tmp_path: Path) -> None:
     assert ok, result
     assert result.startswith("bf16 off, channels_last off")
     assert "img/s" in figure
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("NAS_BENCHMARK_SMOKE") != "1",
+    reason="90-120 s of Ray Tune trials, over what the 20-minute suite can spend on one "
+    "benchmark's smoke run; run it with NAS_BENCHMARK_SMOKE=1",
+)
+def test_finetune_gain_quick_prints_a_row_per_budget_and_the_three_targets(
+    fashion_mnist_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--quick`` (a supernet on 400 images, two recipes a subnet on a local Ray Tune, the
+    scratch runs in two processes): a row per MACs budget whose figures agree with each other,
+    then each target met or missed."""
+    # by its package name: its scratch runs are functions of it that spawned processes import
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent))
+    gain = importlib.import_module("benchmarks.finetune_gain")
+    threads = torch.get_num_threads()
+    gain.main(["--quick", "--out-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert torch.get_num_threads() == threads
+    assert "val 300 from its test split" in out and "load average at end:" in out
+    header = (
+        "| budget MACs | arch | MACs | holdout % | inherited % | fine-tuned % (epochs) | "
+        "scratch % (1 + ft epochs) | gain | ft - scratch | fine-tune s | scratch s |"
+    )
+    assert header in out
+    cells = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| ")]
+    rows = [row for row in cells if row[0].endswith("M")]
+    assert len(rows) == 3
+    budgets = [float(row[0].rstrip("M")) for row in rows]
+    assert budgets == sorted(budgets) and len(set(budgets)) == 3
+    for budget, _, macs, holdout, inherited, tuned, scratch, gained, margin, *times in rows:
+        assert float(macs.rstrip("M")) <= float(budget.rstrip("M"))
+        tuned_mean, tuned_epochs = float(tuned.split()[0]), int(tuned.split("(")[1].rstrip(")"))
+        scratch_mean, _, scratch_std, scratch_epochs = scratch.split()  # two seeds: mean ± std
+        assert 1 <= tuned_epochs <= 2 and scratch_epochs == f"({1 + tuned_epochs})"
+        assert float(scratch_std) >= 0
+        for figure in (holdout, inherited, tuned_mean, scratch_mean):
+            assert 0.0 <= float(figure) <= 100.0
+        assert float(gained) == pytest.approx(tuned_mean - float(inherited), abs=0.011)
+        assert float(margin) == pytest.approx(tuned_mean - float(scratch_mean), abs=0.011)
+        assert all(float(cell.rstrip("*")) >= 0 for cell in times)
+    targets = [line for line in out.splitlines() if line[:3] in ("1. ", "2. ", "3. ")]
+    assert [line[:2] for line in targets] == ["1.", "2.", "3."]
+    assert all(line.endswith((": met", ": MISSED")) for line in targets[:2])
+    asha = re.search(r"ran (\d+) of (\d+) .*: (met|MISSED); .* \((\d+)\): \d+%$", targets[2])
+    assert asha is not None, targets[2]
+    ran, to_end, _, ceiling = asha.groups()
+    assert 0 < int(ran) <= int(to_end) <= int(ceiling)
